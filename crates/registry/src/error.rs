@@ -1,0 +1,35 @@
+use std::path::PathBuf;
+
+/// Registry failures. Messages never contain credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("registry database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("registry file {path} is locked by another writer; try again when it finishes")]
+    Locked { path: PathBuf },
+    #[error("cannot decode stored {kind} {name:?}: {source}")]
+    Decode {
+        kind: String,
+        name: String,
+        source: prost::DecodeError,
+    },
+    #[error("{kind} {name} does not exist in project {project}")]
+    NotFound {
+        kind: String,
+        name: String,
+        project: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid registry configuration: {0}")]
+    Config(String),
+}
+
+impl RegistryError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> RegistryError {
+        let path = path.into();
+        move |source| RegistryError::Io { path, source }
+    }
+}

@@ -1,0 +1,68 @@
+//! The file backend refuses a second concurrent writer and never leaves a
+//! partial file.
+
+mod common;
+
+use std::fs::OpenOptions;
+
+use common::{Backend, TestRegistry, entity, view};
+use larder_model::feast::FeastKind;
+use larder_registry::Registry;
+use larder_registry::RegistryError;
+use larder_registry::file::FileRegistry;
+
+#[tokio::test]
+async fn second_writer_gets_a_clear_error() {
+    let t = TestRegistry::new(Backend::File).await;
+    let reg = t.open().await;
+    reg.apply("demo", entity("a", "a_id")).await.unwrap();
+    let before = std::fs::read(&t.location).unwrap();
+
+    // Another writer holds the lock.
+    let lock = OpenOptions::new()
+        .write(true)
+        .open(format!("{}.lock", t.location))
+        .unwrap();
+    lock.lock().unwrap();
+    let err = reg.apply("demo", entity("b", "b_id")).await.unwrap_err();
+    assert!(matches!(err, RegistryError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("locked by another writer"));
+    assert_eq!(std::fs::read(&t.location).unwrap(), before, "file untouched");
+    lock.unlock().unwrap();
+
+    reg.apply("demo", entity("b", "b_id")).await.unwrap();
+    assert_eq!(reg.list("demo", FeastKind::Entity).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_never_corrupt_the_file() {
+    let t = TestRegistry::new(Backend::File).await;
+    let path = std::path::PathBuf::from(&t.location);
+    FileRegistry::open(&path).unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            let reg = FileRegistry::open(&path).unwrap();
+            let (mut ok, mut locked) = (0, 0);
+            for i in 0..40 {
+                match reg.apply("demo", view(&format!("w{w}_{i}"), "x")).await {
+                    Ok(_) => ok += 1,
+                    Err(RegistryError::Locked { .. }) => locked += 1,
+                    Err(e) => panic!("unexpected error {e}"),
+                }
+            }
+            (ok, locked)
+        }));
+    }
+    let mut ok_total = 0;
+    for task in tasks {
+        let (ok, _locked) = task.await.unwrap();
+        ok_total += ok;
+    }
+    // Every write that reported success is in the file, and the file decodes.
+    let reg = FileRegistry::open(&path).unwrap();
+    let views = reg.list("demo", FeastKind::FeatureView).await.unwrap();
+    assert_eq!(views.len(), ok_total);
+    assert!(ok_total > 0);
+}
