@@ -8,7 +8,7 @@
 //! literal hex from the fact sheet, then decodes that hex, compares the decoded
 //! message with the one built in Rust and re-encodes it to the same bytes.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use larder_protos::feast::core::{
@@ -237,7 +237,7 @@ fn feature_view_round_trip() {
                 feature("acc_rate", value_type::Enum::Float),
                 feature("avg_daily_trips", value_type::Enum::Int64),
             ],
-            tags: HashMap::from([("team".to_string(), "driver_performance".to_string())]),
+            tags: BTreeMap::from([("team".to_string(), "driver_performance".to_string())]),
             ttl: Some(Duration {
                 seconds: 86_400,
                 nanos: 0,

@@ -1,1 +1,259 @@
-fn main() {}
+//! `larder`: apply, plan, list, get and delete Larder objects in a Feast
+//! registry, from the same YAML manifests the operator reconciles.
+
+mod config;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use larder_model::feast::FeastKind;
+use larder_model::{convert, load, validate};
+use larder_registry::plan::{Action, plan};
+use larder_registry::{Registry, RegistryConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "larder",
+    version,
+    about = "Kubernetes-native, Feast-compatible feature store"
+)]
+struct Cli {
+    /// Config file (Feast feature_store.yaml keys). Default: ./larder.yaml, then ./feature_store.yaml.
+    #[arg(short, long, global = true, env = "LARDER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Feast project (overrides the config and FeatureStore manifests).
+    #[arg(short, long, global = true, env = "LARDER_PROJECT")]
+    project: Option<String>,
+    /// Registry location: a database URL (postgresql://, mysql://, sqlite:///) or a registry file path.
+    #[arg(long, global = true, env = "LARDER_REGISTRY")]
+    registry: Option<String>,
+    /// Log verbosity (also RUST_LOG).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or update the objects in the manifests (idempotent).
+    Apply {
+        /// Manifest files or directories.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Delete registry objects of the project that the manifests no longer declare.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Show what apply would change, without writing.
+    Plan {
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        prune: bool,
+    },
+    /// List objects of a kind (entities, datasources, featureviews, featureservices, permissions, projects, …).
+    Ls {
+        kind: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Show one object as a manifest.
+    Get {
+        kind: String,
+        name: String,
+        #[arg(short, long, value_enum, default_value = "yaml")]
+        output: Format,
+    },
+    /// Delete one object.
+    Delete { kind: String, name: String },
+    /// Remove the registry's tables or file.
+    Teardown {
+        /// Confirm: this deletes every object of every project.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Format {
+    Table,
+    Yaml,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let settings = config::load(cli.config.as_deref(), cli.project.clone(), cli.registry.clone())?;
+    match cli.command {
+        Command::Apply { files, prune } => apply(&settings, &files, prune, false).await,
+        Command::Plan { files, prune } => apply(&settings, &files, prune, true).await,
+        Command::Ls { kind, output } => {
+            let kind = parse_kind(&kind)?;
+            let reg = open(&settings).await?;
+            let project = project_for_reads(&settings)?;
+            let mut objects = reg.list(&project, kind).await?;
+            // Feast's placeholder entity for entity-less views stays hidden, as in the SDK.
+            objects.retain(|o| !(kind == FeastKind::Entity && o.name() == "__dummy"));
+            output::print_list(kind, &objects, output)
+        }
+        Command::Get { kind, name, output } => {
+            let kind = parse_kind(&kind)?;
+            let reg = open(&settings).await?;
+            let project = project_for_reads(&settings)?;
+            let obj = reg
+                .get(&project, kind, &name)
+                .await?
+                .ok_or_else(|| anyhow!("{kind} {name} does not exist in project {project}"))?;
+            output::print_one(&obj, output)
+        }
+        Command::Delete { kind, name } => {
+            let kind = parse_kind(&kind)?;
+            let reg = open(&settings).await?;
+            let project = project_for_reads(&settings)?;
+            if reg.delete(&project, kind, &name).await? {
+                println!("deleted {kind} {name}");
+                Ok(())
+            } else {
+                bail!("{kind} {name} does not exist in project {project}")
+            }
+        }
+        Command::Teardown { yes } => {
+            if !yes {
+                bail!("teardown deletes every object of every project in the registry; pass --yes to confirm");
+            }
+            let reg = open(&settings).await?;
+            reg.teardown().await?;
+            println!("registry removed");
+            Ok(())
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Result<FeastKind> {
+    FeastKind::parse(s).ok_or_else(|| {
+        anyhow!("unknown kind {s:?}; use entities, datasources, featureviews, featureservices, permissions, projects, streamfeatureviews or ondemandfeatureviews")
+    })
+}
+
+fn registry_config(settings: &config::Settings) -> Result<&RegistryConfig> {
+    settings
+        .registry
+        .as_ref()
+        .ok_or_else(|| anyhow!("no registry configured: set `registry` in larder.yaml, --registry or LARDER_REGISTRY"))
+}
+
+async fn open(settings: &config::Settings) -> Result<Arc<dyn Registry>> {
+    let cfg = registry_config(settings)?;
+    larder_registry::open(cfg)
+        .await
+        .with_context(|| format!("cannot open {}", cfg.describe()))
+}
+
+fn project_for_reads(settings: &config::Settings) -> Result<String> {
+    settings
+        .project
+        .clone()
+        .ok_or_else(|| anyhow!("no project: set `project` in larder.yaml, --project or LARDER_PROJECT"))
+}
+
+/// Validate everything before touching the registry, so bad input never
+/// writes anything; then plan, and (unless `dry_run`) write.
+async fn apply(settings: &config::Settings, files: &[PathBuf], prune: bool, dry_run: bool) -> Result<()> {
+    let docs = load::load_paths(files)?;
+    let catalog = validate::validate(docs)?;
+    let declared = catalog.projects();
+    let project = match (&settings.project, declared.as_slice()) {
+        (_, [a, b, ..]) => bail!("the manifests declare several FeatureStores ({a}, {b}); apply one project at a time"),
+        (Some(p), [d]) if p != d => {
+            bail!(
+                "the manifests declare project {d} but the configuration selects {p}; use --project {d} or fix the manifests"
+            )
+        }
+        (Some(p), _) => p.clone(),
+        (None, [d]) => d.to_string(),
+        (None, []) => bail!("no project: add a FeatureStore manifest, set `project` in larder.yaml, or pass --project"),
+    };
+    larder_model::names::check_project(&project).map_err(|e| anyhow!("project: {e}"))?;
+    let desired = convert::to_feast(&catalog, &project);
+    let reg = open(settings).await?;
+    let changes = plan(reg.as_ref(), &project, &desired, prune).await?;
+    if dry_run {
+        for c in &changes {
+            let mark = match c.action {
+                Action::Create => '+',
+                Action::Update => '~',
+                Action::Unchanged => '=',
+                Action::Delete => '-',
+            };
+            println!("{mark} {:<9} {} {}", c.action.as_str(), c.kind, c.name);
+        }
+        print_summary(&changes.iter().map(|c| c.action).collect::<Vec<_>>());
+        return Ok(());
+    }
+    let deletes: Vec<(FeastKind, String)> = changes
+        .iter()
+        .filter(|c| c.action == Action::Delete)
+        .map(|c| (c.kind, c.name.clone()))
+        .collect();
+    let names: Vec<(FeastKind, String)> = desired.iter().map(|o| (o.kind(), o.name().to_string())).collect();
+    let outcomes = reg.apply_all(&project, desired, deletes.clone()).await?;
+    let mut actions = Vec::new();
+    for ((kind, name), outcome) in names.iter().zip(outcomes) {
+        println!("{:<9} {kind} {name}", outcome.as_str());
+        actions.push(match outcome {
+            larder_registry::ApplyOutcome::Created => Action::Create,
+            larder_registry::ApplyOutcome::Updated => Action::Update,
+            larder_registry::ApplyOutcome::Unchanged => Action::Unchanged,
+        });
+    }
+    for (kind, name) in &deletes {
+        println!("{:<9} {kind} {name}", "deleted");
+        actions.push(Action::Delete);
+    }
+    print_summary(&actions);
+    Ok(())
+}
+
+fn print_summary(actions: &[Action]) {
+    let count = |a: Action| actions.iter().filter(|x| **x == a).count();
+    println!(
+        "{} created, {} updated, {} unchanged, {} deleted",
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Unchanged),
+        count(Action::Delete)
+    );
+}

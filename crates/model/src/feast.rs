@@ -56,12 +56,15 @@ impl FeastKind {
 
     /// Accepts kind names in any case, plural or singular (`featureviews`, `fv`).
     pub fn parse(s: &str) -> Option<FeastKind> {
-        let k = s.to_ascii_lowercase().replace(['-', '_'], "");
-        let k = k.strip_suffix('s').unwrap_or(&k);
+        let full = s.to_ascii_lowercase().replace(['-', '_'], "");
+        let k = match full.as_str() {
+            "ds" | "fs" | "entities" => full.as_str(),
+            f => f.strip_suffix('s').unwrap_or(f),
+        };
         Some(match k {
             "project" => FeastKind::Project,
             "datasource" | "source" | "ds" => FeastKind::DataSource,
-            "entity" | "entitie" | "entities" => FeastKind::Entity,
+            "entity" | "entities" => FeastKind::Entity,
             "featureview" | "fv" => FeastKind::FeatureView,
             "streamfeatureview" | "sfv" => FeastKind::StreamFeatureView,
             "ondemandfeatureview" | "odfv" => FeastKind::OnDemandFeatureView,
@@ -272,6 +275,9 @@ mod tests {
         assert_eq!(FeastKind::parse("entities"), Some(FeastKind::Entity));
         assert_eq!(FeastKind::parse("data-sources"), Some(FeastKind::DataSource));
         assert_eq!(FeastKind::parse("pods"), None);
+        assert_eq!(FeastKind::parse("ds"), Some(FeastKind::DataSource));
+        assert_eq!(FeastKind::parse("fs"), Some(FeastKind::FeatureService));
+        assert_eq!(FeastKind::parse("permissions"), Some(FeastKind::Permission));
     }
 
     #[test]

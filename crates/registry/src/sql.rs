@@ -199,6 +199,9 @@ impl SqlRegistry {
                 "registry URL must start with postgresql://, mysql:// or sqlite://".into(),
             ));
         };
+        if dialect == Dialect::Sqlite {
+            create_sqlite_parent(url)?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(60))
@@ -497,6 +500,22 @@ impl SqlRegistry {
         }
         Ok(query.fetch_all(&self.pool).await?)
     }
+}
+
+/// SQLite creates the database file but not its directory.
+fn create_sqlite_parent(url: &str) -> Result<()> {
+    let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    if let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(RegistryError::io(dir))?;
+    }
+    Ok(())
 }
 
 fn decode_row(row: &AnyRow, idx: usize, kind: FeastKind, name: &str, project: &str) -> Result<FeastObject> {

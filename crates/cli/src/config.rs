@@ -1,0 +1,170 @@
+//! `larder.yaml`: the keys of Feast's `feature_store.yaml` that Larder uses,
+//! with `${VAR}` expansion (as Feast does) and flag/environment overrides.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use larder_registry::RegistryConfig;
+use larder_registry::config::DEFAULT_CACHE_TTL;
+use serde::Deserialize;
+
+/// The `registry` key: a bare path (file registry) or a mapping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RegistryKey {
+    Path(String),
+    Map {
+        #[serde(default)]
+        registry_type: Option<String>,
+        path: String,
+        #[serde(default)]
+        cache_ttl_seconds: Option<u64>,
+        /// Other Feast registry keys (cache_mode, schema_mode, …) are accepted and ignored.
+        #[serde(flatten)]
+        _rest: serde_yaml::Mapping,
+    },
+}
+
+/// The parsed file. Other Feast keys (online_store, offline_store, auth,
+/// provider, …) are accepted here and read by the commands that use them,
+/// so one file serves Feast and Larder.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub project: Option<String>,
+    #[serde(default)]
+    pub registry: Option<RegistryKey>,
+    #[serde(default)]
+    pub entity_key_serialization_version: Option<u32>,
+    #[serde(flatten)]
+    pub _rest: serde_yaml::Mapping,
+}
+
+/// What the commands need, after overrides.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub project: Option<String>,
+    pub registry: Option<RegistryConfig>,
+}
+
+/// Expand `${VAR}` from the environment; an unset variable is an error
+/// that names it (values are never printed).
+pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| anyhow!("unterminated ${{ in config"))?;
+        let name = &after[..end];
+        let value = lookup(name).ok_or_else(|| anyhow!("environment variable {name} is not set (used in config)"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+pub fn parse_config(text: &str, file: &Path) -> Result<ConfigFile> {
+    let expanded = expand_env(text, |k| std::env::var(k).ok()).with_context(|| file.display().to_string())?;
+    let cfg: ConfigFile =
+        serde_yaml::from_str(&expanded).with_context(|| format!("{}: invalid configuration", file.display()))?;
+    if let Some(v) = cfg.entity_key_serialization_version
+        && v != 3
+    {
+        bail!(
+            "{}: entity_key_serialization_version {v} is not supported; use 3",
+            file.display()
+        );
+    }
+    Ok(cfg)
+}
+
+/// Find and read the config, then apply overrides (flags and `LARDER_*`
+/// variables arrive through clap).
+pub fn load(config: Option<&Path>, project: Option<String>, registry: Option<String>) -> Result<Settings> {
+    let path = match config {
+        Some(p) => Some(p.to_path_buf()),
+        None => ["larder.yaml", "feature_store.yaml"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists()),
+    };
+    let (file, base_dir) = match &path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?;
+            let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
+            let dir = if dir.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                dir
+            };
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            (parse_config(&text, p)?, dir)
+        }
+        None => (ConfigFile::default(), std::env::current_dir()?),
+    };
+    let registry = match registry {
+        Some(loc) => {
+            let cwd = std::env::current_dir()?;
+            Some(RegistryConfig::from_location(&loc, DEFAULT_CACHE_TTL, &cwd)?)
+        }
+        None => match &file.registry {
+            None => None,
+            Some(RegistryKey::Path(p)) => Some(RegistryConfig::from_feast("file", p, DEFAULT_CACHE_TTL, &base_dir)?),
+            Some(RegistryKey::Map {
+                registry_type,
+                path,
+                cache_ttl_seconds,
+                ..
+            }) => {
+                let ttl = cache_ttl_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_CACHE_TTL);
+                Some(RegistryConfig::from_feast(
+                    registry_type.as_deref().unwrap_or("file"),
+                    path,
+                    ttl,
+                    &base_dir,
+                )?)
+            }
+        },
+    };
+    Ok(Settings {
+        project: project.or(file.project),
+        registry,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_expansion() {
+        let env = |k: &str| (k == "PW").then(|| "s3cret".to_string());
+        assert_eq!(expand_env("a ${PW} b", env).unwrap(), "a s3cret b");
+        let err = expand_env("${NOPE}", env).unwrap_err().to_string();
+        assert!(err.contains("NOPE"));
+        assert!(expand_env("${PW", env).is_err());
+    }
+
+    #[test]
+    fn feast_style_config() {
+        let cfg = parse_config(
+            "project: demo\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///data/r.db\n  cache_ttl_seconds: 5\n  cache_mode: sync\nonline_store: {type: sqlite}\nentity_key_serialization_version: 3\n",
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.project.as_deref(), Some("demo"));
+        assert!(matches!(
+            cfg.registry,
+            Some(RegistryKey::Map {
+                cache_ttl_seconds: Some(5),
+                ..
+            })
+        ));
+        let plain = parse_config("project: demo\nregistry: data/registry.db\n", Path::new("x.yaml")).unwrap();
+        assert!(matches!(plain.registry, Some(RegistryKey::Path(_))));
+        assert!(parse_config("entity_key_serialization_version: 2\n", Path::new("x.yaml")).is_err());
+    }
+}

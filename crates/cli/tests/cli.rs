@@ -1,0 +1,291 @@
+//! `larder apply/plan/ls/get/delete/teardown` end to end against real
+//! registries, and bad input that must leave the registry unchanged.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use support::*;
+
+/// A copy of the example manifests (with the data path made absolute) to mutate.
+fn manifests_copy(dir: &Path) -> PathBuf {
+    let src = example_dir().join("manifests");
+    let dst = dir.join("manifests");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let data = example_dir().join("data");
+        let text = text.replace("../data", data.to_str().unwrap());
+        std::fs::write(dst.join(p.file_name().unwrap()), text).unwrap();
+    }
+    dst
+}
+
+fn edit(dir: &Path, file: &str, from: &str, to: &str) {
+    let p = dir.join(file);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert!(text.contains(from), "{file} has no {from:?}");
+    std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+}
+
+enum Snapshot {
+    Sql(String),
+    File(PathBuf),
+}
+
+impl Snapshot {
+    async fn take(&self) -> Vec<String> {
+        match self {
+            Snapshot::Sql(url) => dump_sql(url).await,
+            Snapshot::File(p) => vec![hex::encode(std::fs::read(p).unwrap())],
+        }
+    }
+}
+
+/// Each bad input gets a clear error naming the problem and changes nothing.
+async fn bad_input_changes_nothing(registry: &str, snapshot: Snapshot) {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = manifests_copy(tmp.path());
+    larder_ok(&["--registry", registry, "apply", "-f", good.to_str().unwrap()]);
+    let before = snapshot.take().await;
+
+    type Edit = (&'static str, &'static str, &'static str);
+    let cases: Vec<(Vec<Edit>, &str)> = vec![
+        (
+            vec![("driver.yaml", "joinKey: driver_id", "joinKey: [driver_id")],
+            "invalid YAML",
+        ),
+        (
+            vec![("driver.yaml", "joinKey: driver_id", "joinKey: driver_id\n  colour: red")],
+            "unknown field `colour`",
+        ),
+        (
+            vec![("driver.yaml", "kind: Entity", "kind: Entitee")],
+            "unknown kind \"Entitee\"",
+        ),
+        (
+            vec![("driver.yaml", "apiVersion: larder.dev/v1alpha1", "apiVersion: v1")],
+            "unsupported apiVersion",
+        ),
+        (
+            vec![("driver-hourly-stats.yaml", "entities: [driver]", "entities: [rider]")],
+            "no Entity named \"rider\"",
+        ),
+        (
+            vec![("driver-activity.yaml", "features: [conv_rate,", "features: [speed,")],
+            "has no feature \"speed\"",
+        ),
+        (
+            vec![(
+                "driver-hourly-stats.yaml",
+                "name: driver_hourly_stats",
+                "name: \"drop table x\"",
+            )],
+            "spec.name",
+        ),
+        (
+            vec![("driver-hourly-stats.yaml", "name: driver_hourly_stats", "name: \"a;b\"")],
+            "spec.name",
+        ),
+        (
+            vec![(
+                "driver-hourly-stats.yaml",
+                "name: driver_hourly_stats",
+                "name: \"../x\"",
+            )],
+            "spec.name",
+        ),
+        (
+            vec![(
+                "driver-hourly-stats.yaml",
+                "name: conv_rate",
+                "name: \"conv rate; drop\"",
+            )],
+            "spec.features[0].name",
+        ),
+        (
+            vec![("driver-hourly-stats.yaml", "type: Float32", "type: Float128")],
+            "unknown feature type \"Float128\"",
+        ),
+        (
+            vec![("driver-hourly-stats.yaml", "ttl: 1d", "ttl: -1d")],
+            "must not be negative",
+        ),
+        (
+            vec![("sources.yaml", "name: driver-stats-push", "name: driver-stats-source")],
+            "duplicate DataSource",
+        ),
+    ];
+    for (edits, needle) in cases {
+        let case_dir = tempfile::tempdir().unwrap();
+        let m = manifests_copy(case_dir.path());
+        for (file, from, to) in &edits {
+            edit(&m, file, from, to);
+        }
+        let out = larder(&["--registry", registry, "apply", "-f", m.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{needle}: apply must fail");
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+        assert!(stderr.contains(".yaml"), "error names the file:\n{stderr}");
+        assert_eq!(snapshot.take().await, before, "{needle}: registry changed");
+    }
+
+    // A name of 300 characters.
+    let case_dir = tempfile::tempdir().unwrap();
+    let m = manifests_copy(case_dir.path());
+    let long = "x".repeat(300);
+    edit(
+        &m,
+        "driver-hourly-stats.yaml",
+        "name: driver_hourly_stats",
+        &format!("name: {long}"),
+    );
+    let out = larder(&["--registry", registry, "apply", "-f", m.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at most 128 characters"));
+    assert_eq!(snapshot.take().await, before);
+
+    // Invalid YAML reports the line.
+    let line_dir = tempfile::tempdir().unwrap();
+    let m = manifests_copy(line_dir.path());
+    edit(&m, "driver.yaml", "joinKey: driver_id", "joinKey: [driver_id");
+    let out = larder(&["--registry", registry, "apply", "-f", m.to_str().unwrap()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line "),
+        "line number reported"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_file_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.pb");
+    bad_input_changes_nothing(path.to_str().unwrap(), Snapshot::File(path.clone())).await;
+}
+
+#[tokio::test]
+async fn bad_input_sqlite_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("registry.db");
+    let url = format!("sqlite:///{}", db.display());
+    bad_input_changes_nothing(&url, Snapshot::Sql(format!("sqlite://{}", db.display()))).await;
+}
+
+#[tokio::test]
+async fn bad_input_postgres_registry() {
+    let db = TestDb::new(DbKind::Postgres).await;
+    let url = db.url();
+    bad_input_changes_nothing(&url, Snapshot::Sql(url.replace("postgresql://", "postgres://"))).await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn apply_plan_prune_get_delete_on_mariadb() {
+    let db = TestDb::new(DbKind::MySql).await;
+    let reg = db.url();
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifests_copy(tmp.path());
+    let m_str = m.to_str().unwrap();
+
+    let out = larder_ok(&["--registry", &reg, "apply", "-f", m_str]);
+    assert!(out.contains("created   FeatureView driver_hourly_stats"), "{out}");
+    assert!(out.contains("7 created, 0 updated, 0 unchanged, 0 deleted"), "{out}");
+    let out = larder_ok(&["--registry", &reg, "apply", "-f", m_str]);
+    assert!(
+        out.contains("0 created, 0 updated, 7 unchanged, 0 deleted"),
+        "idempotent: {out}"
+    );
+
+    // plan shows a change without writing it.
+    edit(&m, "driver-hourly-stats.yaml", "ttl: 1d", "ttl: 2d");
+    let before = dump_sql(&reg).await;
+    let out = larder_ok(&["--registry", &reg, "plan", "-f", m_str]);
+    assert!(out.contains("~ update    FeatureView driver_hourly_stats"), "{out}");
+    assert_eq!(dump_sql(&reg).await, before, "plan writes nothing");
+    let out = larder_ok(&["--registry", &reg, "apply", "-f", m_str]);
+    assert!(out.contains("updated   FeatureView driver_hourly_stats"), "{out}");
+    let got = larder_ok(&[
+        "--registry",
+        &reg,
+        "--project",
+        "driver_stats",
+        "get",
+        "fv",
+        "driver_hourly_stats",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(v["spec"]["ttl"], "2d");
+
+    // Without --prune a removed object stays; with it, it goes.
+    std::fs::remove_file(m.join("driver-activity.yaml")).unwrap();
+    let out = larder_ok(&["--registry", &reg, "apply", "-f", m_str]);
+    assert!(!out.contains("deleted   FeatureService"), "{out}");
+    let out = larder_ok(&["--registry", &reg, "plan", "--prune", "-f", m_str]);
+    assert!(out.contains("- delete    FeatureService driver_activity"), "{out}");
+    let out = larder_ok(&["--registry", &reg, "apply", "--prune", "-f", m_str]);
+    assert!(out.contains("deleted   FeatureService driver_activity"), "{out}");
+    let ls = larder_ok(&["--registry", &reg, "--project", "driver_stats", "ls", "featureservices"]);
+    assert!(!ls.contains("driver_activity"), "{ls}");
+
+    // delete and get of missing objects are clear errors.
+    larder_ok(&[
+        "--registry",
+        &reg,
+        "--project",
+        "driver_stats",
+        "delete",
+        "permission",
+        "feature-readers",
+    ]);
+    let out = larder(&[
+        "--registry",
+        &reg,
+        "--project",
+        "driver_stats",
+        "delete",
+        "permission",
+        "feature-readers",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist in project driver_stats"));
+    let out = larder(&["--registry", &reg, "--project", "driver_stats", "get", "pods", "x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind"));
+
+    // teardown needs confirmation, then drops the tables.
+    assert!(!larder(&["--registry", &reg, "teardown"]).status.success());
+    larder_ok(&["--registry", &reg, "teardown", "--yes"]);
+    let ls = larder_ok(&["--registry", &reg, "--project", "driver_stats", "ls", "featureviews"]);
+    assert!(!ls.contains("driver_hourly_stats"), "{ls}");
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn config_file_and_project_conflicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifests_copy(tmp.path());
+    std::fs::write(
+        tmp.path().join("larder.yaml"),
+        "project: driver_stats\nregistry:\n  registry_type: sql\n  path: sqlite:///data/registry.db\n  cache_ttl_seconds: 60\nonline_store: {type: sqlite, path: data/online.db}\n",
+    )
+    .unwrap();
+    let cfg = tmp.path().join("larder.yaml");
+    let cfg = cfg.to_str().unwrap();
+    larder_ok(&["-c", cfg, "apply", "-f", m.to_str().unwrap()]);
+    assert!(
+        tmp.path().join("data/registry.db").exists(),
+        "relative registry path resolves against the config"
+    );
+    let ls = larder_ok(&["-c", cfg, "ls", "entities"]);
+    assert!(ls.contains("driver_id"), "{ls}");
+
+    let out = larder(&["-c", cfg, "--project", "other", "apply", "-f", m.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("declare project driver_stats"));
+
+    let out = larder(&["apply", "-f", m.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no registry configured"));
+}

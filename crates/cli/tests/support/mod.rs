@@ -1,0 +1,196 @@
+//! Helpers for tests that drive the `larder` binary: per-test databases,
+//! registry dumps, and the Feast 0.67 venv.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+pub fn example_dir() -> PathBuf {
+    repo_root().join("examples/driver-stats")
+}
+
+/// Run `larder` with `args`; returns the output (never panics on failure).
+pub fn larder(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_larder"))
+        .args(args)
+        .env_remove("LARDER_CONFIG")
+        .env_remove("LARDER_PROJECT")
+        .env_remove("LARDER_REGISTRY")
+        .output()
+        .expect("run larder")
+}
+
+/// Run `larder` and require success; returns stdout.
+pub fn larder_ok(args: &[&str]) -> String {
+    let out = larder(args);
+    assert!(
+        out.status.success(),
+        "larder {args:?} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A database of its own for one test.
+pub struct TestDb {
+    pub name: String,
+    admin: &'static str,
+    pub kind: DbKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum DbKind {
+    Postgres,
+    MySql,
+}
+
+impl TestDb {
+    pub async fn new(kind: DbKind) -> Self {
+        sqlx::any::install_default_drivers();
+        let name = format!("larder_cli_{}", uuid::Uuid::new_v4().simple());
+        let admin = match kind {
+            DbKind::Postgres => "postgres://root@127.0.0.1:5432/postgres",
+            DbKind::MySql => "mysql://root@127.0.0.1:3306/mysql",
+        };
+        exec(admin, &format!("CREATE DATABASE {name}")).await;
+        Self { name, admin, kind }
+    }
+
+    /// The URL Larder takes.
+    pub fn url(&self) -> String {
+        match self.kind {
+            DbKind::Postgres => format!("postgresql://root@127.0.0.1:5432/{}", self.name),
+            DbKind::MySql => format!("mysql://root@127.0.0.1:3306/{}", self.name),
+        }
+    }
+
+    /// The SQLAlchemy URL Feast takes.
+    pub fn feast_url(&self) -> String {
+        format!("postgresql+psycopg://root@127.0.0.1:5432/{}", self.name)
+    }
+
+    pub async fn drop(self) {
+        let sql = match self.kind {
+            DbKind::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            DbKind::MySql => format!("DROP DATABASE IF EXISTS {}", self.name),
+        };
+        exec(self.admin, &sql).await;
+    }
+}
+
+async fn exec(url: &str, sql: &str) {
+    let mut c = AnyConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    c.execute(AssertSqlSafe(sql.to_string()))
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = c.close().await;
+}
+
+const TABLES: [&str; 14] = [
+    "projects",
+    "entities",
+    "data_sources",
+    "feature_views",
+    "stream_feature_views",
+    "on_demand_feature_views",
+    "label_views",
+    "feature_services",
+    "saved_datasets",
+    "validation_references",
+    "managed_infra",
+    "permissions",
+    "feature_view_version_history",
+    "feast_metadata",
+];
+
+/// Every row of every registry table, as text, in a stable order: two
+/// dumps are equal exactly when the registry is unchanged.
+pub async fn dump_sql(url: &str) -> Vec<String> {
+    sqlx::any::install_default_drivers();
+    let mut c = AnyConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let mut out = Vec::new();
+    for t in TABLES {
+        let rows = c
+            .fetch_all(AssertSqlSafe(format!("SELECT * FROM {t}")))
+            .await
+            .unwrap_or_else(|e| panic!("dump {t}: {e}"));
+        let mut lines: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let cols: Vec<String> = (0..r.len())
+                    .map(|i| {
+                        r.try_get::<Vec<u8>, _>(i)
+                            .map(hex::encode)
+                            .or_else(|_| r.try_get::<String, _>(i))
+                            .or_else(|_| r.try_get::<i64, _>(i).map(|n| n.to_string()))
+                            .or_else(|_| r.try_get::<i32, _>(i).map(|n| n.to_string()))
+                            .unwrap_or_else(|_| "NULL".into())
+                    })
+                    .collect();
+                format!("{t}: {}", cols.join(" | "))
+            })
+            .collect();
+        lines.sort();
+        out.extend(lines);
+    }
+    let _ = c.close().await;
+    out
+}
+
+/// The Feast 0.67 venv's python. In CI (`CI` set) a missing venv fails the
+/// test; elsewhere the test is skipped with a message.
+pub fn feast_python() -> Option<PathBuf> {
+    let p = std::env::var_os("LARDER_FEAST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/larder/feast-0.67.0/bin/python")
+        });
+    if p.exists() {
+        return Some(p);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "Feast venv not found at {} (CI must install it: see .ci/run)",
+            p.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED: Feast 0.67 venv not found at {}; run scripts/feast-venv.sh",
+        p.display()
+    );
+    None
+}
+
+/// Run a Feast e2e script with the venv's python (TZ=UTC).
+pub fn feast_script(python: &Path, args: &[&str]) -> Output {
+    Command::new(python)
+        .args(args)
+        .env("TZ", "UTC")
+        .current_dir(repo_root())
+        .output()
+        .expect("run python")
+}
+
+pub fn assert_success(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
