@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod names;
 pub mod permissions;
 pub mod reverse;
+pub mod rows;
 pub mod types;
 pub mod validate;
 
