@@ -39,7 +39,12 @@ mod tests {
     use super::*;
 
     fn row(ts: i64, created: Option<i64>) -> EntityRow {
-        EntityRow { entity_key: vec![1], event_ts: ts, created_ts: created, values: vec![] }
+        EntityRow {
+            entity_key: vec![1],
+            event_ts: ts,
+            created_ts: created,
+            values: vec![],
+        }
     }
 
     #[test]

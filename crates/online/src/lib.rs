@@ -1,0 +1,180 @@
+//! Larder's online stores.
+//!
+//! One [`OnlineStore`] trait and four implementations that store exactly
+//! Feast 0.67's layouts (feast-compat.md §6), so Feast's SDK reads what
+//! Larder writes and the other way round: [`sqlite::SqliteStore`] (the
+//! embedded default), [`redis_store::RedisStore`], [`postgres::PostgresStore`]
+//! and [`mysql::MySqlStore`].
+//!
+//! Writes keep the newest event per entity key and feature: an older row
+//! never overwrites a newer one, so re-runs and overlapping
+//! materializations are safe.
+
+pub mod config;
+pub mod encode;
+pub mod mysql;
+pub mod postgres;
+pub mod redis_store;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use larder_model::rows::{EntityRow, RowBatch};
+use larder_protos::feast::core as fc;
+use larder_protos::feast::types::Value;
+
+pub use config::{OnlineStoreConfig, open};
+
+/// The part of a feature view an online store needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewSchema {
+    pub name: String,
+    /// (feature name, Feast `ValueType` number).
+    pub features: Vec<(String, i32)>,
+}
+
+impl ViewSchema {
+    pub fn from_proto(view: &fc::FeatureView) -> Self {
+        let spec = view.spec.clone().unwrap_or_default();
+        Self {
+            name: spec.name,
+            features: spec.features.iter().map(|f| (f.name.clone(), f.value_type)).collect(),
+        }
+    }
+
+    pub fn has_string_feature(&self) -> bool {
+        self.features.iter().any(|(_, t)| *t == 2)
+    }
+}
+
+/// One entity key's stored values for the requested features.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadRow {
+    /// Event time of the stored row, nanoseconds since the epoch.
+    pub event_ts: i64,
+    /// One entry per requested feature; `None` when the store has no value
+    /// for that feature.
+    pub values: Vec<Option<Value>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnlineError {
+    #[error("online store database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("invalid name: {0}")]
+    InvalidName(String),
+    #[error("invalid online store configuration: {0}")]
+    Config(String),
+    #[error("stored value for {feature:?} cannot be decoded: {source}")]
+    Decode {
+        feature: String,
+        source: prost::DecodeError,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, OnlineError>;
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Entity rows handed to the store.
+    pub rows: usize,
+    /// Entity rows skipped because the store already held a newer one
+    /// (where the store can tell cheaply; SQL stores skip inside the upsert).
+    pub skipped_older: usize,
+}
+
+#[async_trait]
+pub trait OnlineStore: Send + Sync {
+    /// Create tables/indexes for `keep` and drop those of `remove`. Idempotent.
+    async fn update(&self, project: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()>;
+
+    /// Drop everything the store holds for these views.
+    async fn teardown(&self, project: &str, views: &[ViewSchema]) -> Result<()>;
+
+    /// Write rows of one view (values in `batch.features` order).
+    async fn online_write_batch(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats>;
+
+    /// Read many entity keys (v3 bytes) × `features` of one view in one
+    /// round trip; `None` for keys the store does not hold.
+    async fn online_read(
+        &self,
+        project: &str,
+        view: &ViewSchema,
+        keys: &[Vec<u8>],
+        features: &[String],
+    ) -> Result<Vec<Option<ReadRow>>>;
+}
+
+/// Keep only the newest row per entity key (first occurrence order kept):
+/// a multi-row upsert must not touch one key twice.
+pub fn newest_per_key(rows: &[EntityRow]) -> Vec<&EntityRow> {
+    let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::with_capacity(rows.len());
+    let mut out: Vec<&EntityRow> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match index.get(r.entity_key.as_slice()) {
+            Some(&i) => {
+                if r.is_newer_than(out[i]) {
+                    out[i] = r;
+                }
+            }
+            None => {
+                index.insert(&r.entity_key, out.len());
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// `<project>_<view>`, the table/hash name Feast uses, after checking both
+/// names so nothing unexpected can reach SQL.
+pub fn table_name(project: &str, view: &str) -> Result<String> {
+    larder_model::names::check_project(project).map_err(|e| OnlineError::InvalidName(format!("project: {e}")))?;
+    larder_model::names::check_feast_name(view).map_err(|e| OnlineError::InvalidName(format!("feature view: {e}")))?;
+    Ok(format!("{project}_{view}"))
+}
+
+/// Decode a stored `Value`; empty bytes are an unset value.
+pub fn decode_value(feature: &str, bytes: &[u8]) -> Result<Value> {
+    <Value as prost::Message>::decode(bytes).map_err(|source| OnlineError::Decode {
+        feature: feature.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_newest() {
+        let row = |k: u8, ts: i64| EntityRow {
+            entity_key: vec![k],
+            event_ts: ts,
+            created_ts: None,
+            values: vec![],
+        };
+        let rows = vec![row(1, 5), row(2, 1), row(1, 9), row(1, 7)];
+        let d = newest_per_key(&rows);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].event_ts, 9);
+        assert_eq!(d[1].entity_key, vec![2]);
+    }
+
+    #[test]
+    fn table_names_are_checked() {
+        assert_eq!(
+            table_name("demo", "driver_hourly_stats").unwrap(),
+            "demo_driver_hourly_stats"
+        );
+        assert!(table_name("demo", "a\"; drop").is_err());
+        assert!(table_name("de mo", "v").is_err());
+    }
+}

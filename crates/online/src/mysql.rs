@@ -1,0 +1,210 @@
+//! MySQL/MariaDB online store, in the layout of Feast's MySQL store:
+//! table `<project>_<view>`, `entity_key` = hex of the v3 key bytes
+//! (VARCHAR(512)), `value` BLOB, TIMESTAMP columns in UTC.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use larder_model::rows::RowBatch;
+use prost::Message;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{AssertSqlSafe, Executor, MySqlPool, Row};
+
+use crate::encode::datetime_from_nanos;
+use crate::{OnlineStore, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key, table_name};
+
+/// 5 parameters per row; MySQL allows 65,535.
+const ROWS_PER_STATEMENT: usize = 10_000;
+const KEYS_PER_READ: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MySqlSettings {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub password: Option<String>,
+    pub max_conn: u32,
+}
+
+pub struct MySqlStore {
+    pool: MySqlPool,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+/// MySQL TIMESTAMP has microsecond precision at most and is stored as naive UTC here.
+fn naive(ns: i64) -> NaiveDateTime {
+    datetime_from_nanos(ns).naive_utc()
+}
+
+impl MySqlStore {
+    pub async fn connect(s: &MySqlSettings) -> Result<Self> {
+        let mut opts = MySqlConnectOptions::new()
+            .host(&s.host)
+            .port(s.port)
+            .database(&s.database)
+            .username(&s.user);
+        if let Some(p) = &s.password {
+            opts = opts.password(p);
+        }
+        let pool = MySqlPoolOptions::new()
+            .max_connections(s.max_conn.max(1))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("SET time_zone = '+00:00'").await?;
+                    Ok(())
+                })
+            })
+            .connect_with(opts)
+            .await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl OnlineStore for MySqlStore {
+    async fn update(&self, project: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
+        for v in keep {
+            let t = table_name(project, &v.name)?;
+            sqlx::query(AssertSqlSafe(format!(
+                "CREATE TABLE IF NOT EXISTS `{t}` (entity_key VARCHAR(512), feature_name VARCHAR(256), value BLOB, event_ts timestamp NULL DEFAULT NULL, created_ts timestamp NULL DEFAULT NULL, PRIMARY KEY(entity_key, feature_name))"
+            )))
+            .execute(&self.pool)
+            .await?;
+            let exists = sqlx::query(
+                "SELECT 1 FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = ? AND index_name = ?",
+            )
+            .bind(&t)
+            .bind(format!("{t}_ek"))
+            .fetch_optional(&self.pool)
+            .await?;
+            if exists.is_none() {
+                sqlx::query(AssertSqlSafe(format!(
+                    "ALTER TABLE `{t}` ADD INDEX `{t}_ek` (entity_key)"
+                )))
+                .execute(&self.pool)
+                .await?;
+            }
+        }
+        self.teardown(project, remove).await
+    }
+
+    async fn teardown(&self, project: &str, views: &[ViewSchema]) -> Result<()> {
+        for v in views {
+            let t = table_name(project, &v.name)?;
+            sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS `{t}`")))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn online_write_batch(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats> {
+        let t = table_name(project, &view.name)?;
+        let rows = newest_per_key(&batch.rows);
+        let mut cells = Vec::with_capacity(rows.len() * batch.features.len());
+        for r in &rows {
+            let key = hex(&r.entity_key);
+            for (f, v) in batch.features.iter().zip(&r.values) {
+                cells.push((key.clone(), f, v, r.event_ts, r.created_ts));
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        for chunk in cells.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = format!("INSERT INTO `{t}` (entity_key, feature_name, value, event_ts, created_ts) VALUES ");
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 { "(?,?,?,?,?)" } else { ",(?,?,?,?,?)" });
+            }
+            // Assignments run left to right: event_ts must change last so the
+            // comparisons above it still see the stored time.
+            sql.push_str(
+                " ON DUPLICATE KEY UPDATE value = IF(VALUES(event_ts) >= event_ts, VALUES(value), value), created_ts = IF(VALUES(event_ts) >= event_ts, VALUES(created_ts), created_ts), event_ts = IF(VALUES(event_ts) >= event_ts, VALUES(event_ts), event_ts)",
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (key, f, v, ts, created) in chunk {
+                q = q
+                    .bind(key.as_str())
+                    .bind(f.as_str())
+                    .bind(v.encode_to_vec())
+                    .bind(naive(*ts))
+                    .bind(created.map(naive));
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(WriteStats {
+            rows: rows.len(),
+            skipped_older: 0,
+        })
+    }
+
+    async fn online_read(
+        &self,
+        project: &str,
+        view: &ViewSchema,
+        keys: &[Vec<u8>],
+        features: &[String],
+    ) -> Result<Vec<Option<ReadRow>>> {
+        let t = table_name(project, &view.name)?;
+        let position: HashMap<&str, usize> = features.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
+        let mut found: HashMap<Vec<u8>, ReadRow> = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_READ) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let mut q = sqlx::query(AssertSqlSafe(format!(
+                "SELECT entity_key, feature_name, value, event_ts FROM `{t}` WHERE entity_key IN ({placeholders})"
+            )));
+            for k in chunk {
+                q = q.bind(hex(k));
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let feature: String = row.try_get(1)?;
+                let Some(&i) = position.get(feature.as_str()) else {
+                    continue;
+                };
+                let key_hex: String = row.try_get(0)?;
+                let Some(key) = unhex(&key_hex) else { continue };
+                let value: Vec<u8> = row.try_get(2)?;
+                let ts: Option<DateTime<Utc>> = row.try_get(3)?;
+                let entry = found.entry(key).or_insert_with(|| ReadRow {
+                    event_ts: i64::MIN,
+                    values: vec![None; features.len()],
+                });
+                entry.values[i] = Some(decode_value(&feature, &value)?);
+                if let Some(ts) = ts {
+                    entry.event_ts = entry.event_ts.max(crate::encode::nanos_from_datetime(&ts));
+                }
+            }
+        }
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let b = vec![0u8, 1, 0xab, 0xff];
+        assert_eq!(hex(&b), "0001abff");
+        assert_eq!(unhex("0001abff"), Some(b));
+        assert_eq!(unhex("zz"), None);
+    }
+}

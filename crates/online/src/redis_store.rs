@@ -1,0 +1,274 @@
+//! Redis online store (feast-compat.md §6.3): one hash per entity key per
+//! project (key = v3 entity-key bytes + project), feature fields named by
+//! the little-endian murmur3 of `view:feature`, `_ts:<view>` holding a
+//! serialized `google.protobuf.Timestamp`.
+//!
+//! Writes are two pipelined round trips per batch: read the stored
+//! `_ts:<view>` of every key, then `HSET` only rows that are newer (Feast's
+//! rule: skip when the new time is not after the stored one). Reads are one
+//! pipelined `HMGET` per batch.
+
+use async_trait::async_trait;
+use larder_model::rows::RowBatch;
+use prost::Message;
+use redis::aio::ConnectionManager;
+
+use crate::encode::{nanos_from_timestamp, redis_field, timestamp_from_nanos};
+use crate::{OnlineError, OnlineStore, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key};
+
+/// Rows per pipeline: bounds memory and keeps each round trip moderate.
+const ROWS_PER_PIPELINE: usize = 2_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    /// Feast's `connection_string`: `host:port[,db=0][,ssl=true][,password=…]`.
+    pub connection_string: String,
+    pub key_ttl_seconds: Option<u64>,
+    pub skip_dedup: bool,
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    key_ttl_seconds: Option<u64>,
+    skip_dedup: bool,
+}
+
+/// Translate Feast's connection string into a redis URL.
+pub fn redis_url(connection_string: &str) -> Result<String> {
+    let mut host_port: Option<&str> = None;
+    let (mut db, mut ssl, mut password, mut username) = ("0".to_string(), false, None, None);
+    for part in connection_string.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some(("db", v)) => db = v.trim_matches('"').to_string(),
+            Some(("ssl", v)) => ssl = v.eq_ignore_ascii_case("true"),
+            Some(("password", v)) => password = Some(v.trim_matches('"').to_string()),
+            Some(("username", v)) => username = Some(v.trim_matches('"').to_string()),
+            Some((k, _)) => tracing::debug!(key = k, "ignoring redis connection option"),
+            None if host_port.is_none() => host_port = Some(part),
+            None => {
+                return Err(OnlineError::Config(
+                    "several redis hosts given; Redis Cluster is not supported yet".into(),
+                ));
+            }
+        }
+    }
+    let hp = host_port.unwrap_or("localhost:6379");
+    if db.parse::<u32>().is_err() {
+        return Err(OnlineError::Config(format!("redis db must be a number, got {db:?}")));
+    }
+    let auth = match (username, password) {
+        (Some(u), Some(p)) => format!("{u}:{p}@"),
+        (None, Some(p)) => format!(":{p}@"),
+        _ => String::new(),
+    };
+    Ok(format!("{}://{auth}{hp}/{db}", if ssl { "rediss" } else { "redis" }))
+}
+
+/// Length of the v3 entity key at the start of `bytes` (to split off the project).
+fn entity_key_len(bytes: &[u8]) -> Option<usize> {
+    let u32_at = |p: usize| {
+        bytes
+            .get(p..p + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let n = u32_at(0)?;
+    let mut pos = 4;
+    for _ in 0..2 * n {
+        let len = u32_at(pos + 4)?;
+        pos += 8 + len;
+    }
+    (pos <= bytes.len()).then_some(pos)
+}
+
+impl RedisStore {
+    pub async fn connect(s: &RedisSettings) -> Result<Self> {
+        let client = redis::Client::open(redis_url(&s.connection_string)?)?;
+        let conn = ConnectionManager::new(client).await?;
+        Ok(Self {
+            conn,
+            key_ttl_seconds: s.key_ttl_seconds,
+            skip_dedup: s.skip_dedup,
+        })
+    }
+
+    fn key(entity_key: &[u8], project: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(entity_key.len() + project.len());
+        k.extend_from_slice(entity_key);
+        k.extend_from_slice(project.as_bytes());
+        k
+    }
+
+    /// Remove one view's fields from every hash of the project.
+    async fn drop_view(&self, project: &str, view: &ViewSchema) -> Result<()> {
+        let mut fields: Vec<Vec<u8>> = view
+            .features
+            .iter()
+            .map(|(f, _)| redis_field(&view.name, f).to_vec())
+            .collect();
+        fields.push(format!("_ts:{}", view.name).into_bytes());
+        let mut conn = self.conn.clone();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("*{project}"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            let mut pipe = redis::pipe();
+            let ours: Vec<&Vec<u8>> = keys
+                .iter()
+                .filter(|k| entity_key_len(k).is_some_and(|n| &k[n..] == project.as_bytes()))
+                .collect();
+            for k in &ours {
+                pipe.cmd("HDEL").arg(k).arg(&fields).ignore();
+            }
+            if !ours.is_empty() {
+                pipe.query_async::<()>(&mut conn).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+#[async_trait]
+impl OnlineStore for RedisStore {
+    async fn update(&self, project: &str, _keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
+        for v in remove {
+            self.drop_view(project, v).await?;
+        }
+        Ok(())
+    }
+
+    async fn teardown(&self, project: &str, views: &[ViewSchema]) -> Result<()> {
+        for v in views {
+            self.drop_view(project, v).await?;
+        }
+        Ok(())
+    }
+
+    async fn online_write_batch(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats> {
+        let ts_field = format!("_ts:{}", view.name).into_bytes();
+        let fields: Vec<[u8; 4]> = batch.features.iter().map(|f| redis_field(&view.name, f)).collect();
+        let rows = newest_per_key(&batch.rows);
+        let mut conn = self.conn.clone();
+        let mut stats = WriteStats {
+            rows: rows.len(),
+            skipped_older: 0,
+        };
+        for chunk in rows.chunks(ROWS_PER_PIPELINE) {
+            let keys: Vec<Vec<u8>> = chunk.iter().map(|r| Self::key(&r.entity_key, project)).collect();
+            let stored: Vec<Option<Vec<u8>>> = if self.skip_dedup {
+                vec![None; chunk.len()]
+            } else {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HGET").arg(k).arg(&ts_field);
+                }
+                pipe.query_async(&mut conn).await?
+            };
+            let mut pipe = redis::pipe();
+            let mut queued = 0usize;
+            for ((r, k), old) in chunk.iter().zip(&keys).zip(stored) {
+                if let Some(old) = old.and_then(|b| prost_types::Timestamp::decode(b.as_slice()).ok())
+                    && r.event_ts <= nanos_from_timestamp(&old)
+                {
+                    stats.skipped_older += 1;
+                    continue;
+                }
+                let cmd = pipe
+                    .cmd("HSET")
+                    .arg(k)
+                    .arg(&ts_field)
+                    .arg(timestamp_from_nanos(r.event_ts).encode_to_vec());
+                for (f, v) in fields.iter().zip(&r.values) {
+                    cmd.arg(&f[..]).arg(v.encode_to_vec());
+                }
+                cmd.ignore();
+                if let Some(ttl) = self.key_ttl_seconds {
+                    pipe.cmd("EXPIRE").arg(k).arg(ttl).ignore();
+                }
+                queued += 1;
+            }
+            if queued > 0 {
+                pipe.query_async::<()>(&mut conn).await?;
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn online_read(
+        &self,
+        project: &str,
+        view: &ViewSchema,
+        keys: &[Vec<u8>],
+        features: &[String],
+    ) -> Result<Vec<Option<ReadRow>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ts_field = format!("_ts:{}", view.name).into_bytes();
+        let fields: Vec<[u8; 4]> = features.iter().map(|f| redis_field(&view.name, f)).collect();
+        let mut pipe = redis::pipe();
+        for k in keys {
+            let cmd = pipe.cmd("HMGET").arg(Self::key(k, project));
+            for f in &fields {
+                cmd.arg(&f[..]);
+            }
+            cmd.arg(&ts_field);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for reply in replies {
+            if reply.iter().all(Option::is_none) {
+                out.push(None);
+                continue;
+            }
+            let (ts, values) = reply.split_last().map(|(t, v)| (t.clone(), v)).unwrap_or((None, &[]));
+            let event_ts = ts
+                .and_then(|b| prost_types::Timestamp::decode(b.as_slice()).ok())
+                .map(|t| nanos_from_timestamp(&t))
+                .unwrap_or(0);
+            let mut vals = Vec::with_capacity(features.len());
+            for (f, v) in features.iter().zip(values) {
+                vals.push(match v {
+                    Some(bytes) => Some(decode_value(f, bytes)?),
+                    None => None,
+                });
+            }
+            out.push(Some(ReadRow { event_ts, values: vals }));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feast_connection_strings() {
+        assert_eq!(redis_url("localhost:6379").unwrap(), "redis://localhost:6379/0");
+        assert_eq!(
+            redis_url("h:1,db=3,password=pw,ssl=true").unwrap(),
+            "rediss://:pw@h:1/3"
+        );
+        assert!(redis_url("a:1,b:2").is_err());
+        assert!(redis_url("a:1,db=x").is_err());
+    }
+
+    #[test]
+    fn splits_project_from_key() {
+        let key =
+            hex::decode("0100000002000000090000006472697665725f69640400000008000000e90300000000000064656d6f").unwrap();
+        let n = entity_key_len(&key).unwrap();
+        assert_eq!(&key[n..], b"demo");
+        assert_eq!(entity_key_len(&key[..10]), None);
+    }
+}
