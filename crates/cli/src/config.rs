@@ -26,15 +26,18 @@ pub enum RegistryKey {
     },
 }
 
-/// The parsed file. Other Feast keys (online_store, offline_store, auth,
-/// provider, …) are accepted here and read by the commands that use them,
-/// so one file serves Feast and Larder.
+/// The parsed file. Other Feast keys (auth, provider, …) are accepted and
+/// ignored, so one file serves Feast and Larder.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ConfigFile {
     #[serde(default)]
     pub project: Option<String>,
     #[serde(default)]
     pub registry: Option<RegistryKey>,
+    #[serde(default)]
+    pub online_store: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub offline_store: Option<serde_yaml::Value>,
     #[serde(default)]
     pub entity_key_serialization_version: Option<u32>,
     #[serde(flatten)]
@@ -46,6 +49,55 @@ pub struct ConfigFile {
 pub struct Settings {
     pub project: Option<String>,
     pub registry: Option<RegistryConfig>,
+    /// `online_store` as written; parsed by the commands that need it.
+    pub online_store: Option<serde_yaml::Value>,
+    pub offline_store: Option<serde_yaml::Value>,
+    /// Directory relative paths in the config resolve against.
+    pub base_dir: PathBuf,
+}
+
+impl Settings {
+    pub fn online_store(&self) -> Result<larder_online::OnlineStoreConfig> {
+        Ok(larder_online::OnlineStoreConfig::from_feast(
+            self.online_store.as_ref(),
+            &self.base_dir,
+        )?)
+    }
+
+    /// A connection URL for PostgreSQL batch sources (`offline_store: {type: postgres, …}`).
+    pub fn offline_postgres_url(&self) -> Result<Option<String>> {
+        let Some(v) = &self.offline_store else { return Ok(None) };
+        let get = |k: &str| {
+            v.get(k).and_then(|x| match x {
+                serde_yaml::Value::String(s) => Some(s.clone()),
+                serde_yaml::Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        if get("type").as_deref() != Some("postgres") {
+            return Ok(None);
+        }
+        let host = get("host").unwrap_or_else(|| "127.0.0.1".into());
+        let port = get("port").unwrap_or_else(|| "5432".into());
+        let db = get("database").ok_or_else(|| anyhow!("offline_store.database is required for postgres"))?;
+        let user = get("user").ok_or_else(|| anyhow!("offline_store.user is required for postgres"))?;
+        let auth = match get("password") {
+            Some(p) => format!("{}:{}", encode_userinfo(&user), encode_userinfo(&p)),
+            None => encode_userinfo(&user),
+        };
+        let ssl = get("sslmode").unwrap_or_else(|| "prefer".into());
+        Ok(Some(format!("postgres://{auth}@{host}:{port}/{db}?sslmode={ssl}")))
+    }
+}
+
+/// Percent-encode the characters that would break a URL's user-info part.
+fn encode_userinfo(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '-' | '.' | '_' | '~' => c.to_string(),
+            other => other.to_string().bytes().map(|b| format!("%{b:02X}")).collect(),
+        })
+        .collect()
 }
 
 /// Expand `${VAR}` from the environment; an unset variable is an error
@@ -132,6 +184,9 @@ pub fn load(config: Option<&Path>, project: Option<String>, registry: Option<Str
     Ok(Settings {
         project: project.or(file.project),
         registry,
+        online_store: file.online_store,
+        offline_store: file.offline_store,
+        base_dir,
     })
 }
 

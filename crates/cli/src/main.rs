@@ -2,7 +2,9 @@
 //! registry, from the same YAML manifests the operator reconciles.
 
 mod config;
+mod online;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +12,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use larder_model::feast::FeastKind;
+use larder_model::feast::{FeastKind, FeastObject};
 use larder_model::{convert, load, validate};
+use larder_online::ViewSchema;
 use larder_registry::plan::{Action, plan};
 use larder_registry::{Registry, RegistryConfig};
 
@@ -71,6 +74,42 @@ enum Command {
     },
     /// Delete one object.
     Delete { kind: String, name: String },
+    /// Copy the latest rows in [START, END) from the views' batch sources to the online store.
+    Materialize {
+        start: String,
+        end: String,
+        /// Only these views (default: every online view).
+        #[arg(long, value_delimiter = ',')]
+        views: Vec<String>,
+    },
+    /// Materialize each view from where its last run ended up to END.
+    MaterializeIncremental {
+        end: String,
+        #[arg(long, value_delimiter = ',')]
+        views: Vec<String>,
+    },
+    /// Read features from the online store.
+    GetOnlineFeatures {
+        /// VIEW:FEATURE references, comma-separated or repeated.
+        #[arg(long)]
+        features: Vec<String>,
+        /// A feature service instead of --features.
+        #[arg(long)]
+        feature_service: Option<String>,
+        /// JOIN_KEY=V1,V2,... (repeat for composite keys).
+        #[arg(long = "entity", required = true)]
+        entities: Vec<String>,
+        /// Name features VIEW__FEATURE.
+        #[arg(long)]
+        full_feature_names: bool,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Serve Feast's HTTP feature-serving API.
+    Serve(serve::ServeArgs),
+    /// Apply and materialize the bundled example into a local SQLite registry
+    /// and online store, then serve it on 127.0.0.1:6566.
+    Up(serve::UpArgs),
     /// Remove the registry's tables or file.
     Teardown {
         /// Confirm: this deletes every object of every project.
@@ -150,11 +189,61 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("{kind} {name} does not exist in project {project}")
             }
         }
+        Command::Materialize { start, end, views } => {
+            let project = project_for_reads(&settings)?;
+            online::materialize(&settings, open(&settings).await?, &project, Some(&start), &end, &views).await
+        }
+        Command::MaterializeIncremental { end, views } => {
+            let project = project_for_reads(&settings)?;
+            online::materialize(&settings, open(&settings).await?, &project, None, &end, &views).await
+        }
+        Command::GetOnlineFeatures {
+            features,
+            feature_service,
+            entities,
+            full_feature_names,
+            output,
+        } => {
+            let project = project_for_reads(&settings)?;
+            let args = online::OnlineArgs {
+                features: &features,
+                feature_service: feature_service.as_deref(),
+                entities: &entities,
+                full_feature_names,
+                output,
+            };
+            online::get(&settings, open(&settings).await?, &project, args).await
+        }
+        Command::Serve(args) => {
+            let project = project_for_reads(&settings)?;
+            serve::serve(&settings, registry_config(&settings)?, &project, &args).await
+        }
+        Command::Up(args) => serve::up(args).await,
         Command::Teardown { yes } => {
             if !yes {
                 bail!("teardown deletes every object of every project in the registry; pass --yes to confirm");
             }
             let reg = open(&settings).await?;
+            if settings.online_store.is_some() {
+                let cfg = settings.online_store()?;
+                let online = larder_online::open(&cfg)
+                    .await
+                    .with_context(|| format!("cannot open {}", cfg.describe()))?;
+                for p in reg.list_projects().await? {
+                    let project = p.spec.map(|s| s.name).unwrap_or_default();
+                    let views: Vec<ViewSchema> = reg
+                        .list(&project, FeastKind::FeatureView)
+                        .await?
+                        .iter()
+                        .filter_map(|o| match o {
+                            FeastObject::FeatureView(v) => Some(ViewSchema::from_proto(v)),
+                            _ => None,
+                        })
+                        .collect();
+                    online.teardown(&project, &views).await?;
+                }
+                println!("online tables removed");
+            }
             reg.teardown().await?;
             println!("registry removed");
             Ok(())
@@ -168,7 +257,7 @@ fn parse_kind(s: &str) -> Result<FeastKind> {
     })
 }
 
-fn registry_config(settings: &config::Settings) -> Result<&RegistryConfig> {
+pub(crate) fn registry_config(settings: &config::Settings) -> Result<&RegistryConfig> {
     settings
         .registry
         .as_ref()
@@ -229,7 +318,33 @@ async fn apply(settings: &config::Settings, files: &[PathBuf], prune: bool, dry_
         .map(|c| (c.kind, c.name.clone()))
         .collect();
     let names: Vec<(FeastKind, String)> = desired.iter().map(|o| (o.kind(), o.name().to_string())).collect();
+    // Online tables follow the registry, as with `feast apply`, when an online store is configured.
+    let mut removed_views = Vec::new();
+    for (kind, name) in &deletes {
+        if *kind == FeastKind::FeatureView
+            && let Some(FeastObject::FeatureView(v)) = reg.get(&project, FeastKind::FeatureView, name).await?
+        {
+            removed_views.push(ViewSchema::from_proto(&v));
+        }
+    }
+    let kept_views: Vec<ViewSchema> = desired
+        .iter()
+        .filter_map(|o| match o {
+            FeastObject::FeatureView(v) if v.spec.as_ref().is_some_and(|s| s.online) => Some(ViewSchema::from_proto(v)),
+            _ => None,
+        })
+        .collect();
     let outcomes = reg.apply_all(&project, desired, deletes.clone()).await?;
+    if settings.online_store.is_some() {
+        let cfg = settings.online_store()?;
+        let online = larder_online::open(&cfg)
+            .await
+            .with_context(|| format!("cannot open {}", cfg.describe()))?;
+        online
+            .update(&project, &kept_views, &removed_views)
+            .await
+            .with_context(|| format!("registry applied, but provisioning the {} failed", cfg.describe()))?;
+    }
     let mut actions = Vec::new();
     for ((kind, name), outcome) in names.iter().zip(outcomes) {
         println!("{:<9} {kind} {name}", outcome.as_str());

@@ -121,6 +121,14 @@ fn row(o: &FeastObject) -> Vec<String> {
     }
 }
 
+/// Print rows whose first row is the header.
+pub fn print_rows(rows: &[Vec<String>]) {
+    if let Some((header, body)) = rows.split_first() {
+        let h: Vec<&str> = header.iter().map(String::as_str).collect();
+        print_table(&h, body);
+    }
+}
+
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {

@@ -278,8 +278,28 @@ async fn config_file_and_project_conflicts() {
         tmp.path().join("data/registry.db").exists(),
         "relative registry path resolves against the config"
     );
+    // apply provisions the online table, as `feast apply` does.
+    let online = format!("sqlite://{}", tmp.path().join("data/online.db").display());
+    let tables = || async {
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let mut c = sqlx::AnyConnection::connect(&online).await.unwrap();
+        let rows = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get::<String, _>(0)).collect::<Vec<_>>()
+    };
+    assert_eq!(tables().await, vec!["driver_stats_driver_hourly_stats".to_string()]);
     let ls = larder_ok(&["-c", cfg, "ls", "entities"]);
     assert!(ls.contains("driver_id"), "{ls}");
+
+    // Pruning a view drops its online table.
+    std::fs::remove_file(m.join("driver-activity.yaml")).unwrap();
+    std::fs::remove_file(m.join("driver-hourly-stats.yaml")).unwrap();
+    let out = larder_ok(&["-c", cfg, "apply", "--prune", "-f", m.to_str().unwrap()]);
+    assert!(out.contains("deleted   FeatureView driver_hourly_stats"), "{out}");
+    assert!(tables().await.is_empty(), "online table dropped with its view");
 
     let out = larder(&["-c", cfg, "--project", "other", "apply", "-f", m.to_str().unwrap()]);
     assert!(!out.status.success());
@@ -288,4 +308,91 @@ async fn config_file_and_project_conflicts() {
     let out = larder(&["apply", "-f", m.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no registry configured"));
+}
+
+#[tokio::test]
+async fn materialize_and_read_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifests_copy(tmp.path());
+    std::fs::write(
+        tmp.path().join("larder.yaml"),
+        "project: driver_stats\nregistry: data/registry.pb\nonline_store: {type: sqlite, path: data/online.db}\n",
+    )
+    .unwrap();
+    let cfg = tmp.path().join("larder.yaml");
+    let cfg = cfg.to_str().unwrap();
+    larder_ok(&["-c", cfg, "apply", "-f", m.to_str().unwrap()]);
+
+    let err = |args: &[&str]| {
+        let mut all = vec!["-c", cfg];
+        all.extend_from_slice(args);
+        let out = larder(&all);
+        assert!(!out.status.success(), "{args:?} must fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(err(&["materialize", "2024-01-02", "2024-01-01"]).contains("must be before end"));
+    assert!(err(&["materialize", "yesterday", "2024-01-01"]).contains("invalid time"));
+    assert!(err(&["materialize", "2024-01-01", "2024-01-02", "--views", "nope"]).contains("nope does not exist"));
+
+    // Materialize half the window, then incrementally up to the end.
+    let out = larder_ok(&["-c", cfg, "materialize", "2024-01-01T00:00:00", "2024-01-02T00:00:00"]);
+    assert!(out.contains("driver_hourly_stats: 1000 rows"), "{out}");
+    let out = larder_ok(&["-c", cfg, "materialize-incremental", "2024-01-03T00:00:00"]);
+    assert!(
+        out.contains("2024-01-02T00:00:00Z .. 2024-01-03T00:00:00Z"),
+        "incremental starts where the last run ended: {out}"
+    );
+    let got = larder_ok(&[
+        "-c",
+        cfg,
+        "get-online-features",
+        "--features",
+        "driver_hourly_stats:avg_daily_trips",
+        "--entity",
+        "driver_id=1001,5",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(
+        v["metadata"]["feature_names"],
+        serde_json::json!(["driver_id", "avg_daily_trips"])
+    );
+    assert_eq!(v["results"][1]["statuses"], serde_json::json!(["PRESENT", "NOT_FOUND"]));
+    assert_eq!(v["results"][1]["event_timestamps"][0], "2024-01-02T23:00:00Z");
+
+    assert!(
+        err(&["get-online-features", "--features", "nope:x", "--entity", "driver_id=1"])
+            .contains("Feature view nope does not exist")
+    );
+    assert!(
+        err(&[
+            "get-online-features",
+            "--features",
+            "driver_hourly_stats:speed",
+            "--entity",
+            "driver_id=1"
+        ])
+        .contains("Feature speed not found")
+    );
+    assert!(
+        err(&[
+            "get-online-features",
+            "--features",
+            "driver_hourly_stats:city",
+            "--entity",
+            "driver_id=1.5"
+        ])
+        .contains("is not an Int64")
+    );
+    assert!(
+        err(&[
+            "get-online-features",
+            "--features",
+            "driver_hourly_stats:city",
+            "--entity",
+            "rider_id=1"
+        ])
+        .contains("driver_id is required")
+    );
 }

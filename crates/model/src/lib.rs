@@ -11,6 +11,7 @@ pub mod duration;
 pub mod entity_key;
 pub mod error;
 pub mod feast;
+pub mod json;
 pub mod load;
 pub mod manifest;
 pub mod names;

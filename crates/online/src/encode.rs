@@ -18,8 +18,9 @@ pub fn value_text(v: &Value) -> Option<String> {
     }
 }
 
-/// Python's `repr(float)`: shortest round-trip digits, `1.0` for integral
-/// values, scientific notation below 1e-4 and from 1e16.
+/// Python's `repr(float)`: shortest round-trip digits (ties to even, as
+/// Python does; ryu agrees), `1.0` for integral values, scientific
+/// notation below 1e-4 and from 1e16.
 pub fn python_float_repr(x: f64) -> String {
     if x.is_nan() {
         return "nan".into();
@@ -30,24 +31,31 @@ pub fn python_float_repr(x: f64) -> String {
     if x == 0.0 {
         return if x.is_sign_negative() { "-0.0" } else { "0.0" }.into();
     }
-    // `{:e}` gives the shortest round-trip digits in scientific form: d.ddde±x.
-    let sci = format!("{x:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let negative = mantissa.starts_with('-');
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let sign = if negative { "-" } else { "" };
-    if !(-4..16).contains(&exp) {
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(x.abs());
+    let (mantissa, exp) = match text.split_once('e') {
+        Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all: String = format!("{int_part}{frac_part}");
+    let leading_zeros = all.len() - all.trim_start_matches('0').len();
+    let digits = all.trim_start_matches('0').trim_end_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    // Value = d.ddd × 10^exp10.
+    let exp10 = exp + int_part.len() as i32 - 1 - leading_zeros as i32;
+    let sign = if x < 0.0 { "-" } else { "" };
+    if !(-4..16).contains(&exp10) {
         let (first, rest) = digits.split_at(1);
         let frac = if rest.is_empty() {
             String::new()
         } else {
             format!(".{rest}")
         };
-        let e_sign = if exp < 0 { "-" } else { "+" };
-        return format!("{sign}{first}{frac}e{e_sign}{:02}", exp.abs());
+        let e_sign = if exp10 < 0 { "-" } else { "+" };
+        return format!("{sign}{first}{frac}e{e_sign}{:02}", exp10.abs());
     }
-    let point = exp + 1; // digits before the decimal point
+    let point = exp10 + 1; // digits before the decimal point
     if point <= 0 {
         format!("{sign}0.{}{digits}", "0".repeat((-point) as usize))
     } else if point as usize >= digits.len() {
@@ -137,6 +145,14 @@ mod tests {
         assert_eq!(python_float_repr(-2.5e-7), "-2.5e-07");
         assert_eq!(python_float_repr(123456789012345.0), "123456789012345.0");
         assert_eq!(python_float_repr(1.5e300), "1.5e+300");
+        // An exact tie between two shortest decimals: Python rounds to even.
+        assert_eq!(
+            python_float_repr(f64::from(f32::from_bits(0x3F0B_B280))),
+            "0.5456924438476562"
+        );
+        assert_eq!(python_float_repr(5e-324), "5e-324");
+        assert_eq!(python_float_repr(123.0), "123.0");
+        assert_eq!(python_float_repr(-0.001), "-0.001");
         let v = |val| Value { val: Some(val) };
         assert_eq!(value_text(&v(Val::BoolVal(true))).as_deref(), Some("True"));
         assert_eq!(value_text(&v(Val::Int64Val(10))).as_deref(), Some("10"));

@@ -1,0 +1,359 @@
+//! Materialization: for each feature view, read the latest row per entity
+//! key inside `[start, end)` from its batch source, write it to the online
+//! store, and only then record the interval in the registry, as Feast does.
+//! Views run in parallel up to a bound; a failed view never advances its
+//! interval and never stops the others; re-runs are idempotent because the
+//! stores keep the newest row per key.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use larder_model::feast::{FeastKind, FeastObject};
+use larder_model::types::FeatureType;
+use larder_offline::{ReadSpec, SourceSpec, read_latest};
+use larder_online::{OnlineStore, ViewSchema};
+use larder_protos::feast::core as fc;
+use larder_protos::prost_types::Timestamp;
+use larder_registry::Registry;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    #[error("registry: {0}")]
+    Registry(#[from] larder_registry::RegistryError),
+    #[error("feature view {0} does not exist in project {1}")]
+    UnknownView(String, String),
+    #[error("feature view {0} is not online; materialization writes only online views")]
+    NotOnline(String),
+    #[error("start {start} must be before end {end}")]
+    EmptyWindow { start: String, end: String },
+}
+
+/// Why one view failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("{0}")]
+    Definition(String),
+    #[error("offline source: {0}")]
+    Offline(#[from] larder_offline::OfflineError),
+    #[error("online store: {0}")]
+    Online(#[from] larder_online::OnlineError),
+    #[error("registry: {0}")]
+    Registry(#[from] larder_registry::RegistryError),
+}
+
+/// Observes progress (the CLI draws bars with it; servers log).
+pub trait Progress: Send + Sync {
+    fn view_started(&self, _view: &str, _start_ns: i64, _end_ns: i64) {}
+    fn rows_written(&self, _view: &str, _rows: u64) {}
+    fn view_finished(&self, _report: &ViewReport) {}
+}
+
+/// No progress output.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+#[derive(Debug)]
+pub struct ViewReport {
+    pub view: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    /// Entity rows written to the online store.
+    pub rows: u64,
+    pub elapsed: Duration,
+    /// `None` on success; the interval was recorded only then.
+    pub error: Option<ViewError>,
+}
+
+pub struct Materializer {
+    pub registry: Arc<dyn Registry>,
+    pub online: Arc<dyn OnlineStore>,
+    pub project: String,
+    /// URL for PostgreSQL batch sources (from the `offline_store` config).
+    pub postgres_url: Option<String>,
+    pub max_parallel_views: usize,
+    pub batch_rows: usize,
+    pub dedup_capacity: usize,
+}
+
+impl Materializer {
+    pub fn new(registry: Arc<dyn Registry>, online: Arc<dyn OnlineStore>, project: impl Into<String>) -> Self {
+        Self {
+            registry,
+            online,
+            project: project.into(),
+            postgres_url: None,
+            max_parallel_views: 4,
+            batch_rows: ReadSpec::DEFAULT_BATCH_ROWS,
+            dedup_capacity: ReadSpec::DEFAULT_DEDUP_CAPACITY,
+        }
+    }
+
+    /// The online views to run: all of them when `names` is empty.
+    async fn select(&self, names: &[String]) -> Result<Vec<fc::FeatureView>, MaterializeError> {
+        let all: Vec<fc::FeatureView> = self
+            .registry
+            .list(&self.project, FeastKind::FeatureView)
+            .await?
+            .into_iter()
+            .filter_map(|o| match o {
+                FeastObject::FeatureView(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            return Ok(all
+                .into_iter()
+                .filter(|v| v.spec.as_ref().is_some_and(|s| s.online))
+                .collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                let v = all
+                    .iter()
+                    .find(|v| v.spec.as_ref().is_some_and(|s| &s.name == n))
+                    .ok_or_else(|| MaterializeError::UnknownView(n.clone(), self.project.clone()))?;
+                if !v.spec.as_ref().is_some_and(|s| s.online) {
+                    return Err(MaterializeError::NotOnline(n.clone()));
+                }
+                Ok(v.clone())
+            })
+            .collect()
+    }
+
+    /// Materialize `[start_ns, end_ns)` for `views` (all online views when empty).
+    pub async fn materialize(
+        &self,
+        views: &[String],
+        start_ns: i64,
+        end_ns: i64,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Vec<ViewReport>, MaterializeError> {
+        if start_ns >= end_ns {
+            return Err(MaterializeError::EmptyWindow {
+                start: larder_model::json::timestamp_to_json(start_ns),
+                end: larder_model::json::timestamp_to_json(end_ns),
+            });
+        }
+        let selected = self.select(views).await?;
+        Ok(self
+            .run(selected.into_iter().map(|v| (v, start_ns, end_ns)).collect(), progress)
+            .await)
+    }
+
+    /// Materialize each view from where its last interval ended (or `end - ttl`,
+    /// or the epoch when it has neither) up to `end_ns`.
+    pub async fn materialize_incremental(
+        &self,
+        views: &[String],
+        end_ns: i64,
+        progress: Arc<dyn Progress>,
+    ) -> Result<Vec<ViewReport>, MaterializeError> {
+        let selected = self.select(views).await?;
+        let mut work = Vec::new();
+        for v in selected {
+            let start = incremental_start(&v, end_ns);
+            if start < end_ns {
+                work.push((v, start, end_ns));
+            }
+        }
+        Ok(self.run(work, progress).await)
+    }
+
+    async fn run(&self, work: Vec<(fc::FeatureView, i64, i64)>, progress: Arc<dyn Progress>) -> Vec<ViewReport> {
+        let limit = Arc::new(Semaphore::new(self.max_parallel_views.max(1)));
+        let mut set = JoinSet::new();
+        for (i, (view, start, end)) in work.into_iter().enumerate() {
+            let job = ViewJob {
+                registry: self.registry.clone(),
+                online: self.online.clone(),
+                project: self.project.clone(),
+                postgres_url: self.postgres_url.clone(),
+                batch_rows: self.batch_rows,
+                dedup_capacity: self.dedup_capacity,
+                progress: progress.clone(),
+            };
+            let limit = limit.clone();
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (i, job.run(view, start, end).await)
+            });
+        }
+        let mut reports: Vec<(usize, ViewReport)> = Vec::new();
+        while let Some(done) = set.join_next().await {
+            match done {
+                Ok(r) => reports.push(r),
+                Err(e) => tracing::error!(error = %e, "materialization task failed"),
+            }
+        }
+        reports.sort_by_key(|(i, _)| *i);
+        reports.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// Where an incremental run starts for a view.
+pub fn incremental_start(view: &fc::FeatureView, end_ns: i64) -> i64 {
+    let last = view.meta.as_ref().and_then(|m| {
+        m.materialization_intervals
+            .iter()
+            .filter_map(|i| i.end_time)
+            .map(|t| ts_nanos(&t))
+            .max()
+    });
+    if let Some(last) = last {
+        return last;
+    }
+    let ttl = view
+        .spec
+        .as_ref()
+        .and_then(|s| s.ttl)
+        .map(|d| {
+            d.seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(d.nanos))
+        })
+        .unwrap_or(0);
+    if ttl > 0 { end_ns.saturating_sub(ttl) } else { 0 }
+}
+
+fn ts_nanos(t: &Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(t.nanos))
+}
+
+struct ViewJob {
+    registry: Arc<dyn Registry>,
+    online: Arc<dyn OnlineStore>,
+    project: String,
+    postgres_url: Option<String>,
+    batch_rows: usize,
+    dedup_capacity: usize,
+    progress: Arc<dyn Progress>,
+}
+
+impl ViewJob {
+    async fn run(self, view: fc::FeatureView, start_ns: i64, end_ns: i64) -> ViewReport {
+        let name = view.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        self.progress.view_started(&name, start_ns, end_ns);
+        let started = Instant::now();
+        let mut rows = 0u64;
+        let result = self.copy(&view, &name, start_ns, end_ns, &mut rows).await;
+        let result = match result {
+            Ok(()) => self
+                .registry
+                .apply_materialization(&self.project, &name, ts(start_ns), ts(end_ns))
+                .await
+                .map_err(ViewError::from),
+            Err(e) => Err(e),
+        };
+        let report = ViewReport {
+            view: name,
+            start_ns,
+            end_ns,
+            rows,
+            elapsed: started.elapsed(),
+            error: result.err(),
+        };
+        if let Some(e) = &report.error {
+            tracing::warn!(view = %report.view, error = %e, "materialization failed; interval not recorded");
+        }
+        self.progress.view_finished(&report);
+        report
+    }
+
+    async fn copy(
+        &self,
+        view: &fc::FeatureView,
+        name: &str,
+        start_ns: i64,
+        end_ns: i64,
+        rows: &mut u64,
+    ) -> Result<(), ViewError> {
+        let spec = view
+            .spec
+            .as_ref()
+            .ok_or_else(|| ViewError::Definition(format!("feature view {name} has no spec")))?;
+        let batch = spec
+            .batch_source
+            .as_ref()
+            .ok_or_else(|| ViewError::Definition(format!("feature view {name} has no batch source")))?;
+        let source = SourceSpec::from_feast(batch, self.postgres_url.as_deref())?;
+        let typed = |cols: &[fc::FeatureSpecV2]| -> Result<Vec<(String, FeatureType)>, ViewError> {
+            cols.iter()
+                .map(|c| {
+                    FeatureType::from_value_type(c.value_type)
+                        .map(|t| (c.name.clone(), t))
+                        .ok_or_else(|| {
+                            ViewError::Definition(format!(
+                                "{name}: column {} has unsupported value type {}",
+                                c.name, c.value_type
+                            ))
+                        })
+                })
+                .collect()
+        };
+        let mut read = ReadSpec::new(typed(&spec.entity_columns)?, typed(&spec.features)?, start_ns, end_ns);
+        read.batch_rows = self.batch_rows;
+        read.dedup_capacity = self.dedup_capacity;
+        let schema = ViewSchema::from_proto(view);
+        self.online
+            .update(&self.project, std::slice::from_ref(&schema), &[])
+            .await?;
+        let mut rx = read_latest(source, read);
+        while let Some(batch) = rx.recv().await {
+            let batch = batch?;
+            let stats = self.online.online_write_batch(&self.project, &schema, &batch).await?;
+            *rows += stats.rows as u64;
+            self.progress.rows_written(name, stats.rows as u64);
+        }
+        Ok(())
+    }
+}
+
+fn ts(ns: i64) -> Timestamp {
+    Timestamp {
+        seconds: ns.div_euclid(1_000_000_000),
+        nanos: ns.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incremental_start_rules() {
+        let hour = 3_600_000_000_000i64;
+        let mut v = fc::FeatureView {
+            spec: Some(fc::FeatureViewSpec {
+                ttl: Some(larder_protos::prost_types::Duration {
+                    seconds: 3600,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+            meta: None,
+        };
+        assert_eq!(incremental_start(&v, 10 * hour), 9 * hour, "no history: end - ttl");
+        v.meta = Some(fc::FeatureViewMeta {
+            materialization_intervals: vec![
+                fc::MaterializationInterval {
+                    start_time: Some(ts(0)),
+                    end_time: Some(ts(5 * hour)),
+                },
+                fc::MaterializationInterval {
+                    start_time: Some(ts(0)),
+                    end_time: Some(ts(3 * hour)),
+                },
+            ],
+            ..Default::default()
+        });
+        assert_eq!(incremental_start(&v, 10 * hour), 5 * hour, "latest end");
+        v.meta = None;
+        v.spec.as_mut().unwrap().ttl = None;
+        assert_eq!(incremental_start(&v, 10 * hour), 0, "no ttl: from the epoch");
+    }
+}

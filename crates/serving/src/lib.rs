@@ -1,0 +1,386 @@
+//! Online feature retrieval, as Feast's `get_online_features` does it:
+//! resolve `view:feature` references (or a feature service) against the
+//! registry, build each view's entity keys, read every view once (views
+//! concurrently), and lay the result out column by column.
+
+use std::collections::HashMap;
+
+use futures_util::future::try_join_all;
+use larder_model::entity_key::serialize_entity_key;
+use larder_model::feast::{FeastKind, FeastObject};
+use larder_online::{OnlineStore, ViewSchema};
+use larder_protos::feast::core as fc;
+use larder_protos::feast::types::value::Val;
+use larder_protos::feast::types::{EntityKey, Value};
+use larder_registry::Registry;
+use serde_json::json;
+
+/// `feast.serving.FieldStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldStatus {
+    Present,
+    NotFound,
+}
+
+impl FieldStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FieldStatus::Present => "PRESENT",
+            FieldStatus::NotFound => "NOT_FOUND",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineRequest {
+    /// `view:feature` references; ignored when `feature_service` is set.
+    pub features: Vec<String>,
+    pub feature_service: Option<String>,
+    /// Join key → one value per entity row, in request order.
+    pub entities: Vec<(String, Vec<Value>)>,
+    pub full_feature_names: bool,
+}
+
+/// One response column: a value, status and event time per entity row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub values: Vec<Value>,
+    pub statuses: Vec<FieldStatus>,
+    pub event_ts: Vec<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineResponse {
+    pub columns: Vec<Column>,
+}
+
+impl OnlineResponse {
+    /// Feast's HTTP JSON: `{"metadata": {"feature_names": [...]}, "results": [...]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        let results: Vec<serde_json::Value> = self
+            .columns
+            .iter()
+            .map(|c| {
+                json!({
+                    "values": c.values.iter().map(larder_model::json::value_to_json).collect::<Vec<_>>(),
+                    "statuses": c.statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+                    "event_timestamps": c.event_ts.iter().map(|t| larder_model::json::timestamp_to_json(*t)).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({"metadata": {"feature_names": names}, "results": results})
+    }
+}
+
+/// Errors named like Feast's exceptions so servers can map them.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("Feature view {name} does not exist in project {project}")]
+    FeatureViewNotFound { name: String, project: String },
+    #[error("Feature service {name} does not exist in project {project}")]
+    FeatureServiceNotFound { name: String, project: String },
+    #[error("Feature {feature} not found in projection {view}")]
+    FeatureNotFound { feature: String, view: String },
+    #[error("invalid feature reference {0:?}: use <feature_view>:<feature>")]
+    InvalidReference(String),
+    #[error("no features requested")]
+    NoFeatures,
+    #[error("entity column {0} is required by the requested features but missing")]
+    MissingEntity(String),
+    #[error("entity columns have different lengths: {0}")]
+    LengthMismatch(String),
+    #[error("no entity rows given")]
+    NoEntities,
+    #[error("entity {join_key} value {value} does not match its type {expected}")]
+    WrongEntityType {
+        join_key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("registry: {0}")]
+    Registry(#[from] larder_registry::RegistryError),
+    #[error("online store: {0}")]
+    Online(#[from] larder_online::OnlineError),
+}
+
+/// One view to read: which features, under which names, keyed how.
+#[derive(Debug, Clone)]
+pub struct ViewRead {
+    pub view: fc::FeatureView,
+    /// Prefix for full feature names (projection alias or view name).
+    pub shown_as: String,
+    pub features: Vec<String>,
+    /// (join key in the view, column name in the request, value type).
+    pub keys: Vec<(String, String, i32)>,
+    schema: ViewSchema,
+}
+
+/// A resolved request: which views to read and how. Depends only on the
+/// registry and the requested features, so servers cache it per registry
+/// version instead of resolving on every request.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub views: Vec<ViewRead>,
+}
+
+impl Plan {
+    /// Request column → join key value type, for converting request values.
+    pub fn key_types(&self) -> HashMap<String, i32> {
+        self.views
+            .iter()
+            .flat_map(|v| v.keys.iter().map(|(_, col, t)| (col.clone(), *t)))
+            .collect()
+    }
+}
+
+async fn view_of(registry: &dyn Registry, project: &str, name: &str) -> Result<fc::FeatureView, ServeError> {
+    match registry.get(project, FeastKind::FeatureView, name).await? {
+        Some(FeastObject::FeatureView(v)) => Ok(v),
+        _ => Err(ServeError::FeatureViewNotFound {
+            name: name.to_string(),
+            project: project.to_string(),
+        }),
+    }
+}
+
+/// A view a request names: (view name, shown-as prefix, features, join key map).
+type Wanted = (String, String, Vec<String>, HashMap<String, String>);
+
+/// Resolve `features` (or `feature_service`) against the registry.
+pub async fn plan(
+    registry: &dyn Registry,
+    project: &str,
+    features: &[String],
+    feature_service: Option<&str>,
+) -> Result<Plan, ServeError> {
+    // In first-reference order.
+    let mut wanted: Vec<Wanted> = Vec::new();
+    if let Some(svc) = feature_service {
+        let Some(FeastObject::FeatureService(fs)) = registry.get(project, FeastKind::FeatureService, svc).await? else {
+            return Err(ServeError::FeatureServiceNotFound {
+                name: svc.to_string(),
+                project: project.to_string(),
+            });
+        };
+        for p in fs.spec.unwrap_or_default().features {
+            let shown = if p.feature_view_name_alias.is_empty() {
+                p.feature_view_name.clone()
+            } else {
+                p.feature_view_name_alias.clone()
+            };
+            let feats = p.feature_columns.iter().map(|c| c.name.clone()).collect();
+            wanted.push((p.feature_view_name, shown, feats, p.join_key_map.into_iter().collect()));
+        }
+    } else {
+        for r in features {
+            let (view, feat) = r
+                .split_once(':')
+                .ok_or_else(|| ServeError::InvalidReference(r.clone()))?;
+            // A version pin (`view@v2`) names the same table in 0.67's default layout.
+            let view = view.split_once('@').map(|(v, _)| v).unwrap_or(view);
+            if view.is_empty() || feat.is_empty() {
+                return Err(ServeError::InvalidReference(r.clone()));
+            }
+            match wanted.iter_mut().find(|w| w.0 == view) {
+                Some(w) => {
+                    if !w.2.iter().any(|f| f == feat) {
+                        w.2.push(feat.to_string());
+                    }
+                }
+                None => wanted.push((
+                    view.to_string(),
+                    view.to_string(),
+                    vec![feat.to_string()],
+                    HashMap::new(),
+                )),
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Err(ServeError::NoFeatures);
+    }
+    let views = try_join_all(wanted.iter().map(|w| view_of(registry, project, &w.0))).await?;
+    let mut out = Vec::new();
+    for (view, (name, shown_as, features, jkm)) in views.into_iter().zip(wanted) {
+        let spec = view.spec.clone().unwrap_or_default();
+        for f in &features {
+            if !spec.features.iter().any(|s| &s.name == f) {
+                return Err(ServeError::FeatureNotFound {
+                    feature: f.clone(),
+                    view: name.clone(),
+                });
+            }
+        }
+        let keys = spec
+            .entity_columns
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    jkm.get(&c.name).cloned().unwrap_or_else(|| c.name.clone()),
+                    c.value_type,
+                )
+            })
+            .collect();
+        let schema = ViewSchema::from_proto(&view);
+        out.push(ViewRead {
+            view,
+            shown_as,
+            features,
+            keys,
+            schema,
+        });
+    }
+    Ok(Plan { views: out })
+}
+
+/// Accept the value kinds a join key of type `t` takes (int32 widens to int64).
+fn coerce_key(join_key: &str, v: &Value, t: i32) -> Result<Value, ServeError> {
+    let ok = match (&v.val, t) {
+        (Some(Val::Int64Val(_)), 4) | (Some(Val::Int32Val(_)), 3) | (Some(Val::StringVal(_)), 2) => true,
+        (Some(Val::BytesVal(_)), 1) | (Some(Val::UnixTimestampVal(_)), 8) => true,
+        (Some(Val::Int32Val(i)), 4) => {
+            return Ok(Value {
+                val: Some(Val::Int64Val(i64::from(*i))),
+            });
+        }
+        (Some(Val::Int64Val(i)), 3) if i32::try_from(*i).is_ok() => {
+            return Ok(Value {
+                val: Some(Val::Int32Val(*i as i32)),
+            });
+        }
+        (Some(Val::Int64Val(i)), 8) => {
+            return Ok(Value {
+                val: Some(Val::UnixTimestampVal(*i)),
+            });
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(v.clone())
+    } else {
+        let expected = larder_model::types::FeatureType::from_value_type(t)
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        Err(ServeError::WrongEntityType {
+            join_key: join_key.to_string(),
+            value: larder_model::json::value_to_json(v).to_string(),
+            expected,
+        })
+    }
+}
+
+/// Answer one request (resolve, then execute).
+pub async fn get_online_features(
+    registry: &dyn Registry,
+    online: &dyn OnlineStore,
+    project: &str,
+    req: &OnlineRequest,
+) -> Result<OnlineResponse, ServeError> {
+    let plan = plan(registry, project, &req.features, req.feature_service.as_deref()).await?;
+    execute(&plan, online, project, &req.entities, req.full_feature_names).await
+}
+
+/// Read a resolved plan for the given entity rows.
+pub async fn execute(
+    plan: &Plan,
+    online: &dyn OnlineStore,
+    project: &str,
+    entities: &[(String, Vec<Value>)],
+    full_feature_names: bool,
+) -> Result<OnlineResponse, ServeError> {
+    let rows = match entities.first() {
+        None => return Err(ServeError::NoEntities),
+        Some((_, v)) => v.len(),
+    };
+    if rows == 0 {
+        return Err(ServeError::NoEntities);
+    }
+    if let Some((k, v)) = entities.iter().find(|(_, v)| v.len() != rows) {
+        return Err(ServeError::LengthMismatch(format!(
+            "{} has {rows} values, {k} has {}",
+            entities[0].0,
+            v.len()
+        )));
+    }
+    let reads = &plan.views;
+    let entity = |name: &str| entities.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+
+    // Entity keys per view, checked before any read.
+    let mut view_keys = Vec::with_capacity(reads.len());
+    for r in reads {
+        let mut keys = Vec::with_capacity(rows);
+        let cols: Vec<(&str, &Vec<Value>, i32)> = r
+            .keys
+            .iter()
+            .map(|(jk, col, t)| {
+                entity(col)
+                    .map(|v| (jk.as_str(), v, *t))
+                    .ok_or_else(|| ServeError::MissingEntity(col.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+        for i in 0..rows {
+            let mut ek = EntityKey::default();
+            for (jk, vals, t) in &cols {
+                ek.join_keys.push(jk.to_string());
+                ek.entity_values.push(coerce_key(jk, &vals[i], *t)?);
+            }
+            keys.push(serialize_entity_key(&ek).map_err(|e| ServeError::MissingEntity(e.to_string()))?);
+        }
+        view_keys.push(keys);
+    }
+
+    let results = try_join_all(
+        reads
+            .iter()
+            .zip(&view_keys)
+            .map(|(r, keys)| async move { online.online_read(project, &r.schema, keys, &r.features).await }),
+    )
+    .await?;
+
+    let mut columns: Vec<Column> = entities
+        .iter()
+        .map(|(k, v)| Column {
+            name: k.clone(),
+            values: v.clone(),
+            statuses: vec![FieldStatus::Present; rows],
+            event_ts: vec![0; rows],
+        })
+        .collect();
+    for (r, found) in reads.iter().zip(results) {
+        for (fi, f) in r.features.iter().enumerate() {
+            let name = if full_feature_names {
+                format!("{}__{f}", r.shown_as)
+            } else {
+                f.clone()
+            };
+            let mut col = Column {
+                name,
+                values: Vec::with_capacity(rows),
+                statuses: Vec::with_capacity(rows),
+                event_ts: Vec::with_capacity(rows),
+            };
+            for row in &found {
+                match row
+                    .as_ref()
+                    .and_then(|rr| rr.values[fi].clone().map(|v| (v, rr.event_ts)))
+                {
+                    Some((v, ts)) => {
+                        col.values.push(v);
+                        col.statuses.push(FieldStatus::Present);
+                        col.event_ts.push(ts);
+                    }
+                    None => {
+                        col.values.push(Value::default());
+                        col.statuses.push(FieldStatus::NotFound);
+                        col.event_ts.push(0);
+                    }
+                }
+            }
+            columns.push(col);
+        }
+    }
+    Ok(OnlineResponse { columns })
+}

@@ -1,0 +1,119 @@
+//! Error responses in the shapes Feast 0.67's server and SDK use
+//! (feast-compat.md §7): Feast errors as a JSON string holding JSON (so the
+//! SDK re-raises the exact exception class), other failures as a JSON
+//! string of the message, body validation as FastAPI's `{"detail": [...]}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// A Feast exception class the SDK can re-raise.
+    Feast {
+        status: StatusCode,
+        class: &'static str,
+        message: String,
+    },
+    /// Any other failure: the body is the message as a JSON string.
+    Message { status: StatusCode, message: String },
+    /// Request body validation (FastAPI's 422 shape).
+    Validation {
+        kind: &'static str,
+        loc: Vec<String>,
+        message: String,
+    },
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::Message {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    pub fn validation(kind: &'static str, loc: &[&str], message: impl Into<String>) -> Self {
+        ApiError::Validation {
+            kind,
+            loc: std::iter::once("body")
+                .chain(loc.iter().copied())
+                .map(String::from)
+                .collect(),
+            message: message.into(),
+        }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::Message {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Feast { status, .. } | ApiError::Message { status, .. } => *status,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        }
+    }
+}
+
+impl From<larder_serving::ServeError> for ApiError {
+    fn from(e: larder_serving::ServeError) -> Self {
+        use larder_serving::ServeError as E;
+        let message = e.to_string();
+        match e {
+            E::FeatureViewNotFound { .. } => ApiError::Feast {
+                status: StatusCode::NOT_FOUND,
+                class: "FeatureViewNotFoundException",
+                message,
+            },
+            E::FeatureServiceNotFound { .. } => ApiError::Feast {
+                status: StatusCode::NOT_FOUND,
+                class: "FeatureServiceNotFoundException",
+                message,
+            },
+            E::Registry(_) | E::Online(_) => ApiError::internal(message),
+            _ => ApiError::bad_request(message),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match self {
+            ApiError::Feast { class, message, .. } => {
+                let inner = json!({"module": "feast.errors", "class": class, "message": message}).to_string();
+                serde_json::Value::String(inner).to_string()
+            }
+            ApiError::Message { message, .. } => serde_json::Value::String(message).to_string(),
+            ApiError::Validation { kind, loc, message } => {
+                json!({"detail": [{"type": kind, "loc": loc, "msg": message}]}).to_string()
+            }
+        };
+        (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn feast_errors_are_double_encoded() {
+        let r = ApiError::Feast {
+            status: StatusCode::NOT_FOUND,
+            class: "FeatureViewNotFoundException",
+            message: "Feature view nope does not exist in project demo".into(),
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        let outer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let inner: serde_json::Value = serde_json::from_str(outer.as_str().unwrap()).unwrap();
+        assert_eq!(inner["class"], "FeatureViewNotFoundException");
+        assert_eq!(inner["module"], "feast.errors");
+    }
+}

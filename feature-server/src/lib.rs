@@ -1,0 +1,653 @@
+//! Larder's feature server: Feast 0.67's HTTP serving API
+//! (feast-compat.md §7) over the Larder registry (read through the TTL
+//! cache) and any online store.
+//!
+//! Feature references are resolved once per registry version (a plan
+//! cache), every view of a request is read with one batched call and views
+//! are read concurrently, and the response is written straight to bytes.
+
+pub mod convert;
+pub mod docs;
+pub mod encode;
+pub mod error;
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use larder_materialize::{Materializer, Quiet};
+use larder_model::feast::{FeastKind, FeastObject};
+use larder_online::{OnlineStore, ViewSchema};
+use larder_protos::feast::core as fc;
+use larder_protos::feast::types::Value;
+use larder_registry::Registry;
+use larder_registry::cache::CachedRegistry;
+use larder_serving::Plan;
+use serde_json::{Value as Json, json};
+use tokio::sync::RwLock;
+
+use crate::error::ApiError;
+
+/// Request limits; every one is configurable.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_entities: usize,
+    pub max_features: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 8 * 1024 * 1024,
+            max_entities: 10_000,
+            max_features: 1_000,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct AppState {
+    pub registry: Arc<CachedRegistry>,
+    pub online: Arc<dyn OnlineStore>,
+    /// Label for metrics (`sqlite`, `redis`, …).
+    pub store_kind: String,
+    pub project: String,
+    pub limits: Limits,
+    pub postgres_url: Option<String>,
+    pub metrics: metrics::Metrics,
+    /// Resolved plans, valid for one registry snapshot.
+    plans: RwLock<(usize, HashMap<String, Arc<Plan>>)>,
+}
+
+impl AppState {
+    pub fn new(
+        registry: Arc<CachedRegistry>,
+        online: Arc<dyn OnlineStore>,
+        store_kind: impl Into<String>,
+        project: impl Into<String>,
+        limits: Limits,
+    ) -> Result<Self, prometheus::Error> {
+        Ok(Self {
+            registry,
+            online,
+            store_kind: store_kind.into(),
+            project: project.into(),
+            limits,
+            postgres_url: None,
+            metrics: metrics::Metrics::new()?,
+            plans: RwLock::new((0, HashMap::new())),
+        })
+    }
+
+    /// The plan for these features, resolved once per registry snapshot.
+    async fn plan(&self, features: &[String], service: Option<&str>) -> Result<Arc<Plan>, ApiError> {
+        let snap = self
+            .registry
+            .snapshot_cached()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let version = Arc::as_ptr(&snap) as usize;
+        let key = match service {
+            Some(s) => format!("service:{s}"),
+            None => features.join("\n"),
+        };
+        {
+            let plans = self.plans.read().await;
+            if plans.0 == version
+                && let Some(p) = plans.1.get(&key)
+            {
+                return Ok(p.clone());
+            }
+        }
+        let plan = Arc::new(larder_serving::plan(self.registry.as_ref(), &self.project, features, service).await?);
+        let mut plans = self.plans.write().await;
+        if plans.0 != version {
+            *plans = (version, HashMap::new());
+        }
+        plans.1.insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    fn materializer(&self) -> Materializer {
+        let registry: Arc<dyn Registry> = self.registry.clone();
+        let mut m = Materializer::new(registry, self.online.clone(), self.project.clone());
+        m.postgres_url = self.postgres_url.clone();
+        m
+    }
+}
+
+/// All routes, with limits, timeouts and metrics.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.limits.max_body_bytes;
+    Router::new()
+        .route("/get-online-features", post(get_online_features))
+        .route("/push", post(push))
+        .route("/write-to-online-store", post(write_to_online_store))
+        .route("/materialize", post(materialize))
+        .route("/materialize-incremental", post(materialize_incremental))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(|| async { axum::Json(docs::openapi()) }))
+        .route("/docs", get(|| async { axum::response::Html(docs::DOCS_HTML) }))
+        .fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(json!({"detail": "Not Found"}))) })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(json!({"detail": "Method Not Allowed"})),
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Per-request timeout and metrics.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let started = Instant::now();
+    let resp = match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Message {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: format!("request took longer than {:?}", state.limits.request_timeout),
+        }
+        .into_response(),
+    };
+    state
+        .metrics
+        .latency
+        .with_label_values(&[&endpoint])
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .with_label_values(&[&endpoint, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+fn body_json(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<serde_json::Map<String, Json>, ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::Message {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: format!("request body is larger than the limit of {limit} bytes"),
+            }
+        } else {
+            ApiError::bad_request(r.body_text())
+        }
+    })?;
+    let v: Json = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::validation("json_invalid", &[], format!("JSON decode error: {e}")))?;
+    match v {
+        Json::Object(m) => Ok(m),
+        _ => Err(ApiError::validation(
+            "model_attributes_type",
+            &[],
+            "Input should be a valid dictionary",
+        )),
+    }
+}
+
+fn opt_str(m: &serde_json::Map<String, Json>, key: &str) -> Result<Option<String>, ApiError> {
+    match m.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::validation(
+            "string_type",
+            &[key],
+            "Input should be a valid string",
+        )),
+    }
+}
+
+fn opt_bool(m: &serde_json::Map<String, Json>, key: &str, default: bool) -> Result<bool, ApiError> {
+    match m.get(key) {
+        None | Some(Json::Null) => Ok(default),
+        Some(Json::Bool(b)) => Ok(*b),
+        Some(_) => Err(ApiError::validation(
+            "bool_type",
+            &[key],
+            "Input should be a valid boolean",
+        )),
+    }
+}
+
+fn str_list(m: &serde_json::Map<String, Json>, key: &str) -> Result<Vec<String>, ApiError> {
+    match m.get(key) {
+        None | Some(Json::Null) => Ok(Vec::new()),
+        Some(Json::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_str()
+                    .map(String::from)
+                    .ok_or_else(|| ApiError::validation("string_type", &[key], "Input should be a valid string"))
+            })
+            .collect(),
+        Some(_) => Err(ApiError::validation(
+            "list_type",
+            &[key],
+            "Input should be a valid list",
+        )),
+    }
+}
+
+fn table<'a>(m: &'a serde_json::Map<String, Json>, key: &str) -> Result<&'a serde_json::Map<String, Json>, ApiError> {
+    match m.get(key) {
+        None => Err(ApiError::validation("missing", &[key], "Field required")),
+        Some(Json::Object(t)) => Ok(t),
+        Some(_) => Err(ApiError::validation(
+            "dict_type",
+            &[key],
+            "Input should be a valid dictionary",
+        )),
+    }
+}
+
+/// A request column that is not a join key of any requested view: keep it
+/// with the natural Feast type of its JSON values.
+fn loose_value(j: &Json) -> Value {
+    use larder_protos::feast::types::value::Val;
+    let val = match j {
+        Json::Bool(b) => Some(Val::BoolVal(*b)),
+        Json::Number(n) => n.as_i64().map(Val::Int64Val).or_else(|| n.as_f64().map(Val::DoubleVal)),
+        Json::String(s) => Some(Val::StringVal(s.clone())),
+        _ => None,
+    };
+    Value { val }
+}
+
+async fn get_online_features(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    match online_features(&state, body).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn online_features(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Vec<u8>, ApiError> {
+    let m = body_json(body, state.limits.max_body_bytes)?;
+    let entities = table(&m, "entities")?;
+    let features = str_list(&m, "features")?;
+    let service = opt_str(&m, "feature_service")?;
+    let full = opt_bool(&m, "full_feature_names", false)?;
+    if features.len() > state.limits.max_features {
+        return Err(ApiError::bad_request(format!(
+            "{} features requested; the limit is {}",
+            features.len(),
+            state.limits.max_features
+        )));
+    }
+    if entities.is_empty() {
+        return Err(ApiError::bad_request("entities must hold at least one join key column"));
+    }
+    let mut rows = None;
+    for (k, v) in entities {
+        let a = v
+            .as_array()
+            .ok_or_else(|| ApiError::validation("list_type", &["entities", k], "Input should be a valid list"))?;
+        match rows {
+            None => rows = Some(a.len()),
+            Some(n) if n != a.len() => {
+                return Err(ApiError::bad_request(format!(
+                    "entity columns must have the same length: {k} has {} values, expected {n}",
+                    a.len()
+                )));
+            }
+            _ => {}
+        }
+    }
+    let rows = rows.unwrap_or(0);
+    if rows == 0 {
+        return Err(ApiError::bad_request(
+            "the entity columns are empty; send at least one entity row",
+        ));
+    }
+    if rows > state.limits.max_entities {
+        return Err(ApiError::bad_request(format!(
+            "{rows} entity rows requested; the limit is {}",
+            state.limits.max_entities
+        )));
+    }
+    if features.is_empty() && service.is_none() {
+        return Err(ApiError::bad_request("request features or a feature_service"));
+    }
+    let plan = state.plan(&features, service.as_deref()).await?;
+    let types = plan.key_types();
+    let mut cols = Vec::with_capacity(entities.len());
+    for (k, v) in entities {
+        let vals = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let converted: Vec<Value> = match types.get(k) {
+            Some(t) => vals
+                .iter()
+                .enumerate()
+                .map(|(i, j)| match convert::json_to_value(j, *t) {
+                    Ok(v) if v.val.is_some() => Ok(v),
+                    Ok(_) => Err(ApiError::bad_request(format!(
+                        "entities.{k}[{i}]: join keys must not be null"
+                    ))),
+                    Err(m) => Err(ApiError::bad_request(format!("entities.{k}[{i}]: {m}"))),
+                })
+                .collect::<Result<_, _>>()?,
+            None => vals.iter().map(loose_value).collect(),
+        };
+        cols.push((k.clone(), converted));
+    }
+    let started = Instant::now();
+    let resp = larder_serving::execute(&plan, state.online.as_ref(), &state.project, &cols, full).await?;
+    state
+        .metrics
+        .store_read
+        .with_label_values(&[&state.store_kind])
+        .observe(started.elapsed().as_secs_f64());
+    Ok(encode::response_json(&resp))
+}
+
+async fn views(state: &AppState, allow_cache: bool) -> Result<Vec<fc::FeatureView>, ApiError> {
+    let objs = if allow_cache {
+        state.registry.list(&state.project, FeastKind::FeatureView).await
+    } else {
+        state
+            .registry
+            .uncached()
+            .list(&state.project, FeastKind::FeatureView)
+            .await
+    }
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(objs
+        .into_iter()
+        .filter_map(|o| match o {
+            FeastObject::FeatureView(v) => Some(v),
+            _ => None,
+        })
+        .collect())
+}
+
+async fn write_rows(
+    state: &AppState,
+    view: &fc::FeatureView,
+    batch: &larder_model::rows::RowBatch,
+) -> Result<(), ApiError> {
+    let schema = ViewSchema::from_proto(view);
+    state
+        .online
+        .update(&state.project, std::slice::from_ref(&schema), &[])
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    state
+        .online
+        .online_write_batch(&state.project, &schema, batch)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(())
+}
+
+async fn push(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<StatusCode, ApiError> {
+    let m = body_json(body, state.limits.max_body_bytes)?;
+    let name = opt_str(&m, "push_source_name")?
+        .ok_or_else(|| ApiError::validation("missing", &["push_source_name"], "Field required"))?;
+    let df = table(&m, "df")?;
+    let to = opt_str(&m, "to")?.unwrap_or_else(|| "online".into());
+    let allow_cache = opt_bool(&m, "allow_registry_cache", true)?;
+    match to.as_str() {
+        "online" => {}
+        "offline" | "online_and_offline" => {
+            return Err(ApiError::Message {
+                status: StatusCode::NOT_IMPLEMENTED,
+                message: format!(
+                    "push to {to:?} needs offline-store writes, which this server does not have yet; use \"online\""
+                ),
+            });
+        }
+        other => {
+            return Err(ApiError::validation(
+                "enum",
+                &["to"],
+                format!("Input should be 'online', 'offline' or 'online_and_offline', got {other:?}"),
+            ));
+        }
+    }
+    let targets: Vec<fc::FeatureView> = views(&state, allow_cache)
+        .await?
+        .into_iter()
+        .filter(|v| {
+            v.spec
+                .as_ref()
+                .and_then(|s| s.stream_source.as_ref())
+                .is_some_and(|s| s.name == name)
+        })
+        .collect();
+    if targets.is_empty() {
+        return Err(ApiError::Feast {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            class: "PushSourceNotFoundException",
+            message: format!("Unable to find push source '{name}'."),
+        });
+    }
+    // Convert every view's rows first: a bad column fails the push before anything is written.
+    let mut batches = Vec::with_capacity(targets.len());
+    for v in &targets {
+        let src = v.spec.as_ref().and_then(|s| s.stream_source.as_ref());
+        let ts = src.map(|s| s.timestamp_field.clone()).unwrap_or_default();
+        let created = src.map(|s| s.created_timestamp_column.clone()).unwrap_or_default();
+        let ts_cols: Vec<&str> = [ts.as_str(), "event_timestamp"]
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect();
+        let created_cols: Vec<&str> = [created.as_str()].into_iter().filter(|c| !c.is_empty()).collect();
+        batches.push(convert::table_to_batch(df, v, &ts_cols, &created_cols)?);
+    }
+    for (v, b) in targets.iter().zip(&batches) {
+        write_rows(&state, v, b).await?;
+    }
+    Ok(StatusCode::OK)
+}
+
+async fn write_to_online_store(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let run = async {
+        let m = body_json(body, state.limits.max_body_bytes)?;
+        let name = opt_str(&m, "feature_view_name")?
+            .ok_or_else(|| ApiError::validation("missing", &["feature_view_name"], "Field required"))?;
+        let df = table(&m, "df")?;
+        let allow_cache = opt_bool(&m, "allow_registry_cache", true)?;
+        let view = views(&state, allow_cache)
+            .await?
+            .into_iter()
+            .find(|v| v.spec.as_ref().is_some_and(|s| s.name == name))
+            .ok_or_else(|| ApiError::Feast {
+                status: StatusCode::NOT_FOUND,
+                class: "FeatureViewNotFoundException",
+                message: format!("Feature view {name} does not exist in project {}", state.project),
+            })?;
+        let batch_src = view
+            .spec
+            .as_ref()
+            .and_then(|s| s.batch_source.clone())
+            .unwrap_or_default();
+        // The SDK's remote store sends `event_timestamp` and `created` whatever the source calls them.
+        let ts_cols: Vec<&str> = ["event_timestamp", batch_src.timestamp_field.as_str()]
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect();
+        let created_cols: Vec<&str> = ["created", batch_src.created_timestamp_column.as_str()]
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect();
+        let batch = convert::table_to_batch(df, &view, &ts_cols, &created_cols)?;
+        write_rows(&state, &view, &batch).await
+    };
+    match run.await {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], "null").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct MaterializeQuery {
+    #[serde(default, rename = "async")]
+    run_async: bool,
+}
+
+fn time_field(m: &serde_json::Map<String, Json>, key: &str) -> Result<Option<i64>, ApiError> {
+    match m.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(j) => convert::timestamp_nanos(j)
+            .map(Some)
+            .ok_or_else(|| ApiError::validation("datetime_parsing", &[key], format!("{j} is not a timestamp"))),
+    }
+}
+
+async fn run_materialize(
+    state: Arc<AppState>,
+    q: MaterializeQuery,
+    views: Vec<String>,
+    window: Option<(i64, i64)>,
+    end: i64,
+) -> Result<Response, ApiError> {
+    let m = state.materializer();
+    let names = Json::from(views.clone());
+    let job = async move {
+        match window {
+            Some((s, e)) => m.materialize(&views, s, e, Arc::new(Quiet)).await,
+            None => m.materialize_incremental(&views, end, Arc::new(Quiet)).await,
+        }
+    };
+    if q.run_async {
+        tokio::spawn(async move {
+            match job.await {
+                Ok(reports) => {
+                    for r in reports.iter().filter(|r| r.error.is_some()) {
+                        tracing::error!(view = %r.view, error = ?r.error, "async materialization failed");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "async materialization failed"),
+            }
+        });
+        return Ok((
+            StatusCode::ACCEPTED,
+            axum::Json(json!({"status": "accepted", "feature_views": names})),
+        )
+            .into_response());
+    }
+    let reports = job.await.map_err(|e| match e {
+        larder_materialize::MaterializeError::UnknownView(n, p) => ApiError::Feast {
+            status: StatusCode::NOT_FOUND,
+            class: "FeatureViewNotFoundException",
+            message: format!("Feature view {n} does not exist in project {p}"),
+        },
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    let failed: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.view)))
+        .collect();
+    if !failed.is_empty() {
+        return Err(ApiError::internal(format!(
+            "materialization failed for {}",
+            failed.join("; ")
+        )));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], "null").into_response())
+}
+
+async fn materialize(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<MaterializeQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let m = body_json(body, state.limits.max_body_bytes)?;
+    let views = str_list(&m, "feature_views")?;
+    let (start, end) = if opt_bool(&m, "disable_event_timestamp", false)? {
+        (0, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX))
+    } else {
+        let s = time_field(&m, "start_ts")?
+            .ok_or_else(|| ApiError::validation("missing", &["start_ts"], "Field required"))?;
+        let e =
+            time_field(&m, "end_ts")?.ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
+        (s, e)
+    };
+    if start >= end {
+        return Err(ApiError::bad_request("start_ts must be before end_ts"));
+    }
+    run_materialize(state, q, views, Some((start, end)), end).await
+}
+
+async fn materialize_incremental(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<MaterializeQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let m = body_json(body, state.limits.max_body_bytes)?;
+    let views = str_list(&m, "feature_views")?;
+    let end =
+        time_field(&m, "end_ts")?.ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
+    run_materialize(state, q, views, None, end).await
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> StatusCode {
+    match state.registry.uncached().list_projects().await {
+        Ok(_) => StatusCode::OK,
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: registry unavailable");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if let Some(age) = state.registry.age().await {
+        state.metrics.cache_age.set(age.as_secs_f64());
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+/// Serve until `shutdown` resolves, then drain in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

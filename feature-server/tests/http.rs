@@ -1,0 +1,346 @@
+//! The HTTP API against real stores (SQLite, Redis, PostgreSQL): values
+//! and statuses for present, missing and null keys, feature services, full
+//! feature names, push and write-to-online-store read back, materialize
+//! endpoints, and every kind of bad input (a clear 4xx in Feast's shape,
+//! never a 500, and the server keeps serving).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use larder_feature_server::{AppState, Limits, router};
+use larder_online::OnlineStore;
+use larder_registry::Registry;
+use larder_registry::cache::CachedRegistry;
+use larder_registry::file::FileRegistry;
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor};
+use tower::ServiceExt;
+
+const START: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Store {
+    Sqlite,
+    Redis,
+    Postgres,
+}
+
+struct Server {
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+    pg_db: Option<String>,
+}
+
+async fn admin(sql: &str) {
+    sqlx::any::install_default_drivers();
+    let mut c = AnyConnection::connect("postgres://root@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    c.execute(AssertSqlSafe(sql.to_string())).await.unwrap();
+    let _ = c.close().await;
+}
+
+impl Server {
+    async fn new(store: Store, limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let reg: Arc<dyn Registry> = Arc::new(FileRegistry::open(&dir.path().join("registry.pb")).unwrap());
+        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/driver-stats/manifests");
+        let docs = larder_model::load::load_paths(&[manifests]).unwrap();
+        let catalog = larder_model::validate::validate(docs).unwrap();
+        // A project of its own, so Redis keys never collide between tests.
+        let project = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        for o in larder_model::convert::to_feast(&catalog, &project) {
+            if !matches!(o, larder_model::feast::FeastObject::Project(_)) {
+                reg.apply(&project, o).await.unwrap();
+            }
+        }
+        let mut pg_db = None;
+        let online: Arc<dyn OnlineStore> = match store {
+            Store::Sqlite => Arc::new(
+                larder_online::sqlite::SqliteStore::open(&dir.path().join("online.db"))
+                    .await
+                    .unwrap(),
+            ),
+            Store::Redis => Arc::new(
+                larder_online::redis_store::RedisStore::connect(&larder_online::redis_store::RedisSettings {
+                    connection_string: "127.0.0.1:6379".into(),
+                    key_ttl_seconds: Some(600),
+                    skip_dedup: false,
+                })
+                .await
+                .unwrap(),
+            ),
+            Store::Postgres => {
+                let db = format!("larder_fs_{}", uuid::Uuid::new_v4().simple());
+                admin(&format!("CREATE DATABASE {db}")).await;
+                let s = larder_online::postgres::PostgresSettings {
+                    host: "127.0.0.1".into(),
+                    port: 5432,
+                    database: db.clone(),
+                    db_schema: "public".into(),
+                    user: "root".into(),
+                    password: None,
+                    sslmode: "disable".into(),
+                    max_conn: 4,
+                };
+                pg_db = Some(db);
+                Arc::new(larder_online::postgres::PostgresStore::connect(&s).await.unwrap())
+            }
+        };
+        // Materialize the first 24 hours only.
+        let m = larder_materialize::Materializer::new(reg.clone(), online.clone(), project.clone());
+        let reports = m
+            .materialize(
+                &[],
+                START,
+                START + 24 * 3_600_000_000_000,
+                Arc::new(larder_materialize::Quiet),
+            )
+            .await
+            .unwrap();
+        assert!(reports.iter().all(|r| r.error.is_none()));
+        let cached = Arc::new(CachedRegistry::new(reg, Duration::from_secs(60)));
+        let state = AppState::new(cached, online, format!("{store:?}"), project, limits).unwrap();
+        Self {
+            app: router(Arc::new(state)),
+            _dir: dir,
+            pg_db,
+        }
+    }
+
+    async fn cleanup(self) {
+        if let Some(db) = self.pg_db {
+            admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+        }
+    }
+
+    async fn call(&self, method: &str, path: &str, body: &str) -> (StatusCode, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20).await.unwrap();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, text) = self.call("POST", path, &body.to_string()).await;
+        (s, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// Column `name` of a get-online-features response.
+fn col<'a>(resp: &'a Value, name: &str) -> &'a Value {
+    let names = resp["metadata"]["feature_names"].as_array().unwrap();
+    let i = names
+        .iter()
+        .position(|n| n == name)
+        .unwrap_or_else(|| panic!("no column {name} in {resp}"));
+    &resp["results"][i]
+}
+
+/// The inner Feast error of a double-encoded body.
+fn feast_error(body: &Value) -> Value {
+    serde_json::from_str(body.as_str().unwrap_or_else(|| panic!("not a JSON string: {body}"))).unwrap()
+}
+
+async fn reads(store: Store) {
+    let s = Server::new(store, Limits::default()).await;
+    let (st, r) = s
+        .post(
+            "/get-online-features",
+            json!({"features": ["driver_hourly_stats:conv_rate", "driver_hourly_stats:rating", "driver_hourly_stats:city"],
+                   "entities": {"driver_id": [1001, 1002, 77]}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["metadata"]["feature_names"][0], "driver_id");
+    assert_eq!(col(&r, "driver_id")["values"], json!([1001, 1002, 77]));
+    let city = col(&r, "city");
+    assert_eq!(
+        city["statuses"],
+        json!(["PRESENT", "PRESENT", "NOT_FOUND"]),
+        "{store:?}"
+    );
+    assert!(city["values"][0].is_string());
+    assert_eq!(city["values"][2], Value::Null);
+    // Only the first 24 hours were materialized.
+    assert_eq!(city["event_timestamps"][0], "2024-01-01T23:00:00Z");
+    assert_eq!(city["event_timestamps"][2], "1970-01-01T00:00:00Z");
+    assert!(col(&r, "conv_rate")["values"][0].as_f64().unwrap() > 0.0);
+
+    // Feature service + full feature names.
+    let (st, r) = s
+        .post("/get-online-features", json!({"feature_service": "driver_activity", "full_feature_names": true, "entities": {"driver_id": [1001]}}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(
+        r["metadata"]["feature_names"],
+        json!([
+            "driver_id",
+            "driver_hourly_stats__conv_rate",
+            "driver_hourly_stats__avg_daily_trips"
+        ])
+    );
+
+    // write-to-online-store as the SDK's remote store sends it (event_timestamp, created: null), then read back.
+    let (st, body) = s
+        .post(
+            "/write-to-online-store",
+            json!({"feature_view_name": "driver_hourly_stats", "allow_registry_cache": false, "df": {
+                "driver_id": [5001], "event_timestamp": ["2024-06-01T00:00:00"], "created": [null],
+                "conv_rate": [0.25], "acc_rate": [0.5], "avg_daily_trips": [7], "trips_today": [1], "rating": [null],
+                "earnings_today": [10.5], "online_minutes": [30], "completed_trips": [99], "city": ["Oslo"], "is_premium": [true]}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body, Value::Null);
+    let (_, r) = s
+        .post("/get-online-features", json!({"features": ["driver_hourly_stats:city", "driver_hourly_stats:rating", "driver_hourly_stats:conv_rate"], "entities": {"driver_id": [5001]}}))
+        .await;
+    assert_eq!(col(&r, "city")["values"], json!(["Oslo"]));
+    assert_eq!(col(&r, "city")["event_timestamps"], json!(["2024-06-01T00:00:00Z"]));
+    assert_eq!(col(&r, "conv_rate")["values"], json!([0.25]));
+    // A stored null reads back as a present null (Feast's behaviour).
+    assert_eq!(col(&r, "rating")["values"], json!([null]));
+    assert_eq!(col(&r, "rating")["statuses"], json!(["PRESENT"]));
+
+    // push through the push source, newer than what is stored.
+    let (st, body) = s
+        .post(
+            "/push",
+            json!({"push_source_name": "driver_stats_push", "to": "online", "df": {
+                "driver_id": [1001], "event_timestamp": ["2024-07-01T00:00:00Z"], "created": ["2024-07-01T00:00:00Z"],
+                "conv_rate": [0.75], "acc_rate": [0.5], "avg_daily_trips": [7], "trips_today": [1], "rating": [4.5],
+                "earnings_today": [10.5], "online_minutes": [30], "completed_trips": [99], "city": ["Rome"], "is_premium": [false]}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (_, r) = s
+        .post(
+            "/get-online-features",
+            json!({"features": ["driver_hourly_stats:city"], "entities": {"driver_id": [1001]}}),
+        )
+        .await;
+    assert_eq!(col(&r, "city")["values"], json!(["Rome"]), "{store:?}");
+
+    // Materialize the rest through the API, then the last hour is served.
+    let (st, body) = s
+        .post(
+            "/materialize",
+            json!({"start_ts": "2024-01-02T00:00:00", "end_ts": "2024-01-03T00:00:00"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    let (_, r) = s
+        .post(
+            "/get-online-features",
+            json!({"features": ["driver_hourly_stats:city"], "entities": {"driver_id": [1002]}}),
+        )
+        .await;
+    assert_eq!(col(&r, "city")["event_timestamps"], json!(["2024-01-02T23:00:00Z"]));
+    let (st, body) = s
+        .post("/materialize-incremental", json!({"end_ts": "2024-01-03T01:00:00"}))
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    s.cleanup().await;
+}
+
+#[tokio::test]
+async fn reads_sqlite() {
+    reads(Store::Sqlite).await;
+}
+#[tokio::test]
+async fn reads_redis() {
+    reads(Store::Redis).await;
+}
+#[tokio::test]
+async fn reads_postgres() {
+    reads(Store::Postgres).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_4xx() {
+    let limits = Limits {
+        max_body_bytes: 4096,
+        max_entities: 50,
+        max_features: 20,
+        ..Limits::default()
+    };
+    let s = Server::new(Store::Sqlite, limits).await;
+    let good_features = json!(["driver_hourly_stats:conv_rate"]);
+    let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+        ("/get-online-features", "{not json".into(), StatusCode::UNPROCESSABLE_ENTITY, "json_invalid"),
+        ("/get-online-features", "[1,2]".into(), StatusCode::UNPROCESSABLE_ENTITY, "valid dictionary"),
+        ("/get-online-features", json!({"features": good_features}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "Field required"),
+        ("/get-online-features", json!({"features": "x", "entities": {"driver_id": [1]}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "valid list"),
+        ("/get-online-features", json!({"features": good_features, "entities": {"driver_id": 1}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "valid list"),
+        ("/get-online-features", json!({"features": ["nope:x"], "entities": {"driver_id": [1]}}).to_string(), StatusCode::NOT_FOUND, "FeatureViewNotFoundException"),
+        ("/get-online-features", json!({"features": ["driver_hourly_stats:nope"], "entities": {"driver_id": [1]}}).to_string(), StatusCode::BAD_REQUEST, "Feature nope not found"),
+        ("/get-online-features", json!({"feature_service": "nope", "entities": {"driver_id": [1]}}).to_string(), StatusCode::NOT_FOUND, "FeatureServiceNotFoundException"),
+        ("/get-online-features", json!({"features": good_features, "entities": {"driver_id": ["1001"]}}).to_string(), StatusCode::BAD_REQUEST, "not a valid Int64"),
+        ("/get-online-features", json!({"features": good_features, "entities": {"driver_id": [1001.5]}}).to_string(), StatusCode::BAD_REQUEST, "not a valid Int64"),
+        ("/get-online-features", json!({"features": good_features, "entities": {"driver_id": [1, 2], "other": [1]}}).to_string(), StatusCode::BAD_REQUEST, "same length"),
+        ("/get-online-features", json!({"features": good_features, "entities": {"driver_id": []}}).to_string(), StatusCode::BAD_REQUEST, "empty"),
+        ("/get-online-features", json!({"features": good_features, "entities": {}}).to_string(), StatusCode::BAD_REQUEST, "at least one"),
+        ("/get-online-features", json!({"features": good_features, "entities": {"rider_id": [1]}}).to_string(), StatusCode::BAD_REQUEST, "driver_id is required"),
+        ("/get-online-features", json!({"features": good_features, "entities": {"driver_id": (0..51).collect::<Vec<_>>()}}).to_string(), StatusCode::BAD_REQUEST, "limit is 50"),
+        ("/get-online-features", json!({"features": vec!["a:b"; 21], "entities": {"driver_id": [1]}}).to_string(), StatusCode::BAD_REQUEST, "limit is 20"),
+        ("/get-online-features", json!({"features": good_features, "entities": {"driver_id": [1]}, "pad": "x".repeat(5000)}).to_string(), StatusCode::PAYLOAD_TOO_LARGE, "larger than the limit"),
+        ("/push", json!({"push_source_name": "nope", "df": {"driver_id": [1]}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "PushSourceNotFoundException"),
+        ("/push", json!({"push_source_name": "driver_stats_push", "df": {"driver_id": [1], "event_timestamp": ["2024-01-01"]}}).to_string(), StatusCode::BAD_REQUEST, "column conv_rate is missing"),
+        ("/push", json!({"push_source_name": "driver_stats_push", "to": "sideways", "df": {}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "online"),
+        ("/push", json!({"push_source_name": "driver_stats_push", "to": "offline", "df": {}}).to_string(), StatusCode::NOT_IMPLEMENTED, "offline"),
+        ("/write-to-online-store", json!({"feature_view_name": "nope", "df": {}}).to_string(), StatusCode::NOT_FOUND, "FeatureViewNotFoundException"),
+        ("/materialize", json!({"end_ts": "2024-01-01"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "start_ts"),
+        ("/materialize", json!({"start_ts": "2024-01-02", "end_ts": "2024-01-01"}).to_string(), StatusCode::BAD_REQUEST, "before end_ts"),
+        ("/materialize", json!({"start_ts": "yesterday", "end_ts": "2024-01-01"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "not a timestamp"),
+        ("/materialize", json!({"start_ts": "2024-01-01", "end_ts": "2024-01-02", "feature_views": ["nope"]}).to_string(), StatusCode::NOT_FOUND, "FeatureViewNotFoundException"),
+        ("/materialize-incremental", json!({}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "end_ts"),
+        ("/nope", "{}".into(), StatusCode::NOT_FOUND, "Not Found"),
+    ];
+    for (path, body, status, needle) in cases {
+        let (st, text) = s.call("POST", path, &body).await;
+        assert_eq!(st, status, "{path} {body}: {text}");
+        assert!(text.contains(needle), "{path} {body}: {needle:?} not in {text}");
+        // Feast errors are double-encoded JSON the SDK can parse.
+        if needle.ends_with("Exception") {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(feast_error(&v)["class"], needle);
+        }
+    }
+    let (st, _) = s.call("GET", "/get-online-features", "").await;
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED);
+    // Still serving.
+    let (st, _) = s
+        .post(
+            "/get-online-features",
+            json!({"features": good_features, "entities": {"driver_id": [1001]}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, text) = s.call("GET", "/health", "").await;
+    assert_eq!((st, text.as_str()), (StatusCode::OK, ""));
+    let (st, text) = s.call("GET", "/metrics", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        text.contains("larder_http_requests_total{endpoint=\"/get-online-features\",status=\"404\"}"),
+        "{text}"
+    );
+    assert!(text.contains("larder_http_request_duration_seconds_bucket"));
+    let (st, text) = s.call("GET", "/openapi.json", "").await;
+    assert_eq!(st, StatusCode::OK);
+    let spec: Value = serde_json::from_str(&text).unwrap();
+    assert!(spec["paths"]["/get-online-features"]["post"].is_object());
+    let (st, text) = s.call("GET", "/docs", "").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(text.contains("openapi.json"));
+    s.cleanup().await;
+}
