@@ -1,6 +1,7 @@
 //! Compiles the Feast-compatible `.proto` files under `proto/` into Rust
 //! message types with the pure-Rust `protox` compiler (no `protoc` needed) and
-//! prost (via `tonic-prost-build`, messages only: no client or server code).
+//! prost (via `tonic-prost-build`), with tonic clients and servers for the
+//! gRPC services.
 //!
 //! It also writes the encoded `FileDescriptorSet` (with imports and source
 //! info) to `$OUT_DIR/larder_descriptor.bin`, exposed as
@@ -43,8 +44,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out_dir.join(DESCRIPTOR_FILE), fds.encode_to_vec())?;
 
     tonic_prost_build::configure()
-        .build_client(false)
-        .build_server(false)
+        .build_client(true)
+        .build_server(true)
         .build_transport(false)
         // Ordered maps: deterministic bytes and stable diffs.
         .btree_map(".")

@@ -249,8 +249,10 @@ pub fn table_to_batch(
             larder_model::entity_key::serialize_entity_key(&ek).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let event_ts = timestamp_nanos(&ts_col[i])
             .ok_or_else(|| ApiError::bad_request(format!("{ts_name}[{i}]: {} is not a timestamp", ts_col[i])))?;
+        // The SDK's remote store posts a null `created` as the string "NaT"
+        // (`pd.NaT.isoformat()`); pandas, and so Feast's server, read it as null.
         let created_ts = match created_col {
-            Some((n, col)) if !col[i].is_null() => Some(
+            Some((n, col)) if !col[i].is_null() && col[i].as_str() != Some("NaT") => Some(
                 timestamp_nanos(&col[i])
                     .ok_or_else(|| ApiError::bad_request(format!("{n}[{i}]: {} is not a timestamp", col[i])))?,
             ),

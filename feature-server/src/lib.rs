@@ -10,7 +10,9 @@ pub mod convert;
 pub mod docs;
 pub mod encode;
 pub mod error;
+pub mod grpc;
 pub mod metrics;
+pub mod run;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,7 +93,7 @@ impl AppState {
     }
 
     /// The plan for these features, resolved once per registry snapshot.
-    async fn plan(&self, features: &[String], service: Option<&str>) -> Result<Arc<Plan>, ApiError> {
+    pub async fn plan(&self, features: &[String], service: Option<&str>) -> Result<Arc<Plan>, ApiError> {
         let snap = self
             .registry
             .snapshot_cached()

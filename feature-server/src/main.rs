@@ -1,9 +1,68 @@
-//! The `feature-server` binary: `larder serve` without the rest of the CLI.
-//! Reads the same `larder.yaml` (Feast keys) and serves until SIGTERM.
+//! The `feature-server` binary: Feast's HTTP serving API for one project,
+//! configured by `larder.yaml` (Feast's feature_store.yaml keys) and flags.
+//! The same server runs as `larder serve`.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "feature-server: use `larder serve` (this binary will take its own flags once the config crate is split out)"
-    );
-    std::process::ExitCode::FAILURE
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Parser;
+use larder_feature_server::run::{ServeArgs, serve};
+
+#[derive(Parser)]
+#[command(
+    name = "feature-server",
+    version,
+    about = "Larder feature server (Feast 0.67 HTTP API)"
+)]
+struct Args {
+    /// Config file (Feast feature_store.yaml keys). Default: ./larder.yaml, then ./feature_store.yaml.
+    #[arg(short, long, env = "LARDER_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(short, long, env = "LARDER_PROJECT")]
+    project: Option<String>,
+    /// Registry location (database URL or file path), overriding the config.
+    #[arg(long, env = "LARDER_REGISTRY")]
+    registry: Option<String>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+async fn run(args: Args) -> Result<()> {
+    let settings = larder_config::load(args.config.as_deref(), args.project, args.registry)?;
+    let project = settings
+        .project
+        .clone()
+        .ok_or_else(|| anyhow!("no project: set `project` in larder.yaml or --project"))?;
+    let registry = settings
+        .registry
+        .clone()
+        .ok_or_else(|| anyhow!("no registry configured"))?;
+    serve(&settings, &registry, &project, &args.serve)
+        .await
+        .context("feature server failed")
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -30,6 +30,7 @@ enum Store {
 
 struct Server {
     app: axum::Router,
+    state: Arc<AppState>,
     _dir: tempfile::TempDir,
     pg_db: Option<String>,
 }
@@ -103,9 +104,10 @@ impl Server {
             .unwrap();
         assert!(reports.iter().all(|r| r.error.is_none()));
         let cached = Arc::new(CachedRegistry::new(reg, Duration::from_secs(60)));
-        let state = AppState::new(cached, online, format!("{store:?}"), project, limits).unwrap();
+        let state = Arc::new(AppState::new(cached, online, format!("{store:?}"), project, limits).unwrap());
         Self {
-            app: router(Arc::new(state)),
+            app: router(state.clone()),
+            state,
             _dir: dir,
             pg_db,
         }
@@ -342,5 +344,131 @@ async fn bad_input_is_a_clear_4xx() {
     let (st, text) = s.call("GET", "/docs", "").await;
     assert_eq!(st, StatusCode::OK);
     assert!(text.contains("openapi.json"));
+    s.cleanup().await;
+}
+
+/// gRPC ServingService and health on a real socket.
+#[tokio::test]
+async fn grpc_serving_service() {
+    use larder_protos::feast::serving::serving_service_client::ServingServiceClient;
+    use larder_protos::feast::serving::{self as fs, get_online_features_request::Kind};
+    use larder_protos::feast::types::{RepeatedValue, Value as PValue, value::Val};
+
+    let s = Server::new(Store::Sqlite, Limits::default()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(larder_feature_server::grpc::serve(listener, s.state.clone(), async {
+        let _ = rx.await;
+    }));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServingServiceClient::new(channel.clone());
+
+    let info = client
+        .get_feast_serving_info(fs::GetFeastServingInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.version.starts_with("larder-"));
+
+    let ids = RepeatedValue {
+        val: vec![
+            PValue {
+                val: Some(Val::Int64Val(1001)),
+            },
+            PValue {
+                val: Some(Val::Int64Val(3)),
+            },
+        ],
+    };
+    let req = fs::GetOnlineFeaturesRequest {
+        kind: Some(Kind::Features(fs::FeatureList {
+            val: vec![
+                "driver_hourly_stats:city".into(),
+                "driver_hourly_stats:trips_today".into(),
+            ],
+        })),
+        entities: [("driver_id".to_string(), ids.clone())].into_iter().collect(),
+        ..Default::default()
+    };
+    let resp = client.get_online_features(req).await.unwrap().into_inner();
+    let names = resp.metadata.unwrap().feature_names.unwrap().val;
+    assert_eq!(names, vec!["driver_id", "city", "trips_today"]);
+    let city = &resp.results[1];
+    assert!(matches!(city.values[0].val, Some(Val::StringVal(_))));
+    assert_eq!(
+        city.statuses,
+        vec![fs::FieldStatus::Present as i32, fs::FieldStatus::NotFound as i32]
+    );
+    assert_eq!(city.event_timestamps[0].seconds, 1_704_150_000, "2024-01-01T23:00:00Z");
+    assert!(
+        matches!(resp.results[2].values[0].val, Some(Val::Int32Val(_))),
+        "types are kept, not widened"
+    );
+
+    // Feature service with full names.
+    let req = fs::GetOnlineFeaturesRequest {
+        kind: Some(Kind::FeatureService("driver_activity".into())),
+        entities: [("driver_id".to_string(), ids.clone())].into_iter().collect(),
+        full_feature_names: true,
+        ..Default::default()
+    };
+    let resp = client.get_online_features(req).await.unwrap().into_inner();
+    assert_eq!(
+        resp.metadata.unwrap().feature_names.unwrap().val[1],
+        "driver_hourly_stats__conv_rate"
+    );
+
+    // Errors: NOT_FOUND with Feast's details; INVALID_ARGUMENT for a wrong key type.
+    let req = fs::GetOnlineFeaturesRequest {
+        kind: Some(Kind::Features(fs::FeatureList {
+            val: vec!["nope:x".into()],
+        })),
+        entities: [("driver_id".to_string(), ids.clone())].into_iter().collect(),
+        ..Default::default()
+    };
+    let err = client.get_online_features(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let details: Value = serde_json::from_slice(err.details()).unwrap();
+    assert_eq!(details["class"], "FeatureViewNotFoundException");
+    let req = fs::GetOnlineFeaturesRequest {
+        kind: Some(Kind::Features(fs::FeatureList {
+            val: vec!["driver_hourly_stats:city".into()],
+        })),
+        entities: [(
+            "driver_id".to_string(),
+            RepeatedValue {
+                val: vec![PValue {
+                    val: Some(Val::StringVal("x".into())),
+                }],
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let err = client.get_online_features(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+
+    // gRPC health.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let h = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "feast.serving.ServingService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        h.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
     s.cleanup().await;
 }

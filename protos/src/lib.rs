@@ -3,7 +3,8 @@
 //! The `.proto` files under `proto/` were written from the Larder
 //! compatibility fact sheet (`shared/feast-compat.md`, sections 1 and 2) and
 //! are compiled at build time with the pure-Rust `protox` compiler and prost.
-//! Only message types are generated here (no gRPC client or server code).
+//! Messages, plus tonic clients and servers for the gRPC services
+//! (`feast.serving.ServingService`, `feast.registry.RegistryServer`).
 //!
 //! Module layout mirrors the protobuf packages:
 //! `feast.types` → [`feast::types`], `feast.core` → [`feast::core`],
@@ -24,6 +25,7 @@
 
 pub use prost;
 pub use prost_types;
+pub use tonic;
 
 /// Encoded `google.protobuf.FileDescriptorSet` of every Larder `.proto` file
 /// (including imported well-known types and source info), for reflection.

@@ -1,7 +1,6 @@
 //! `larder`: apply, plan, list, get and delete Larder objects in a Feast
 //! registry, from the same YAML manifests the operator reconciles.
 
-mod config;
 mod online;
 mod output;
 mod serve;
@@ -155,7 +154,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let settings = config::load(cli.config.as_deref(), cli.project.clone(), cli.registry.clone())?;
+    let settings = larder_config::load(cli.config.as_deref(), cli.project.clone(), cli.registry.clone())?;
     match cli.command {
         Command::Apply { files, prune } => apply(&settings, &files, prune, false).await,
         Command::Plan { files, prune } => apply(&settings, &files, prune, true).await,
@@ -257,21 +256,21 @@ fn parse_kind(s: &str) -> Result<FeastKind> {
     })
 }
 
-pub(crate) fn registry_config(settings: &config::Settings) -> Result<&RegistryConfig> {
+pub(crate) fn registry_config(settings: &larder_config::Settings) -> Result<&RegistryConfig> {
     settings
         .registry
         .as_ref()
         .ok_or_else(|| anyhow!("no registry configured: set `registry` in larder.yaml, --registry or LARDER_REGISTRY"))
 }
 
-async fn open(settings: &config::Settings) -> Result<Arc<dyn Registry>> {
+async fn open(settings: &larder_config::Settings) -> Result<Arc<dyn Registry>> {
     let cfg = registry_config(settings)?;
     larder_registry::open(cfg)
         .await
         .with_context(|| format!("cannot open {}", cfg.describe()))
 }
 
-fn project_for_reads(settings: &config::Settings) -> Result<String> {
+fn project_for_reads(settings: &larder_config::Settings) -> Result<String> {
     settings
         .project
         .clone()
@@ -280,7 +279,7 @@ fn project_for_reads(settings: &config::Settings) -> Result<String> {
 
 /// Validate everything before touching the registry, so bad input never
 /// writes anything; then plan, and (unless `dry_run`) write.
-async fn apply(settings: &config::Settings, files: &[PathBuf], prune: bool, dry_run: bool) -> Result<()> {
+async fn apply(settings: &larder_config::Settings, files: &[PathBuf], prune: bool, dry_run: bool) -> Result<()> {
     let docs = load::load_paths(files)?;
     let catalog = validate::validate(docs)?;
     let declared = catalog.projects();

@@ -13,7 +13,7 @@ use larder_registry::Registry;
 use larder_serving::{OnlineRequest, get_online_features};
 
 use crate::Format;
-use crate::config::Settings;
+use larder_config::Settings;
 
 /// Parse a time: RFC 3339, `YYYY-MM-DDTHH:MM:SS[.f]` (UTC), `YYYY-MM-DD`, or `now`.
 pub fn parse_time(s: &str) -> Result<i64> {

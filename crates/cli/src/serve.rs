@@ -1,77 +1,9 @@
 //! `larder serve` and `larder up`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use larder_feature_server::{AppState, Limits};
-use larder_registry::RegistryConfig;
-
-use crate::config::Settings;
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct ServeArgs {
-    #[arg(long, default_value = "127.0.0.1", env = "LARDER_HOST")]
-    pub host: String,
-    #[arg(long, default_value_t = 6566, env = "LARDER_PORT")]
-    pub port: u16,
-    /// Largest request body accepted (413 above it).
-    #[arg(long, default_value_t = 8 * 1024 * 1024)]
-    pub max_body_bytes: usize,
-    /// Most entity rows in one request.
-    #[arg(long, default_value_t = 10_000)]
-    pub max_entities: usize,
-    /// Most feature references in one request.
-    #[arg(long, default_value_t = 1_000)]
-    pub max_features: usize,
-    /// Per-request timeout in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub timeout_seconds: u64,
-}
-
-impl ServeArgs {
-    fn limits(&self) -> Limits {
-        Limits {
-            max_body_bytes: self.max_body_bytes,
-            max_entities: self.max_entities,
-            max_features: self.max_features,
-            request_timeout: Duration::from_secs(self.timeout_seconds.max(1)),
-        }
-    }
-}
-
-fn store_kind(cfg: &larder_online::OnlineStoreConfig) -> &'static str {
-    match cfg {
-        larder_online::OnlineStoreConfig::Sqlite { .. } => "sqlite",
-        larder_online::OnlineStoreConfig::Redis(_) => "redis",
-        larder_online::OnlineStoreConfig::Postgres(_) => "postgres",
-        larder_online::OnlineStoreConfig::MySql(_) => "mysql",
-    }
-}
-
-pub async fn serve(settings: &Settings, registry: &RegistryConfig, project: &str, args: &ServeArgs) -> Result<()> {
-    let reg = larder_registry::config::open_cached(registry)
-        .await
-        .with_context(|| format!("cannot open {}", registry.describe()))?;
-    let online_cfg = settings.online_store()?;
-    let online = larder_online::open(&online_cfg)
-        .await
-        .with_context(|| format!("cannot open {}", online_cfg.describe()))?;
-    let mut state = AppState::new(reg, online, store_kind(&online_cfg), project, args.limits())?;
-    state.postgres_url = settings.offline_postgres_url()?;
-    let addr = format!("{}:{}", args.host, args.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
-    eprintln!(
-        "serving project {project} on http://{addr} ({}; {})",
-        registry.describe(),
-        online_cfg.describe()
-    );
-    larder_feature_server::serve(listener, Arc::new(state), larder_feature_server::shutdown_signal()).await?;
-    Ok(())
-}
+pub use larder_feature_server::run::{ServeArgs, serve};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct UpArgs {
@@ -128,7 +60,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let m = manifests.to_string_lossy().into_owned();
     run(&["apply", "-f", &m])?;
     run(&["materialize", "1970-01-01T00:00:00", "now"])?;
-    let settings = crate::config::load(Some(&config), None, None)?;
+    let settings = larder_config::load(Some(&config), None, None)?;
     let registry = crate::registry_config(&settings)?.clone();
     let url = format!("http://{}:{}", args.serve.host, args.serve.port);
     println!(

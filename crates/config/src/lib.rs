@@ -4,10 +4,31 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
 use larder_registry::RegistryConfig;
 use larder_registry::config::DEFAULT_CACHE_TTL;
 use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: invalid configuration: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {0} is not set (used in config)")]
+    MissingEnv(String),
+    #[error("unterminated ${{ in config")]
+    Unterminated,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Registry(#[from] larder_registry::RegistryError),
+    #[error(transparent)]
+    Online(#[from] larder_online::OnlineError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, ConfigError>;
 
 /// The `registry` key: a bare path (file registry) or a mapping.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,8 +100,10 @@ impl Settings {
         }
         let host = get("host").unwrap_or_else(|| "127.0.0.1".into());
         let port = get("port").unwrap_or_else(|| "5432".into());
-        let db = get("database").ok_or_else(|| anyhow!("offline_store.database is required for postgres"))?;
-        let user = get("user").ok_or_else(|| anyhow!("offline_store.user is required for postgres"))?;
+        let db = get("database")
+            .ok_or_else(|| ConfigError::Invalid("offline_store.database is required for postgres".into()))?;
+        let user =
+            get("user").ok_or_else(|| ConfigError::Invalid("offline_store.user is required for postgres".into()))?;
         let auth = match get("password") {
             Some(p) => format!("{}:{}", encode_userinfo(&user), encode_userinfo(&p)),
             None => encode_userinfo(&user),
@@ -108,9 +131,9 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| anyhow!("unterminated ${{ in config"))?;
+        let end = after.find('}').ok_or(ConfigError::Unterminated)?;
         let name = &after[..end];
-        let value = lookup(name).ok_or_else(|| anyhow!("environment variable {name} is not set (used in config)"))?;
+        let value = lookup(name).ok_or_else(|| ConfigError::MissingEnv(name.to_string()))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -119,16 +142,18 @@ pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
 }
 
 pub fn parse_config(text: &str, file: &Path) -> Result<ConfigFile> {
-    let expanded = expand_env(text, |k| std::env::var(k).ok()).with_context(|| file.display().to_string())?;
-    let cfg: ConfigFile =
-        serde_yaml::from_str(&expanded).with_context(|| format!("{}: invalid configuration", file.display()))?;
+    let expanded = expand_env(text, |k| std::env::var(k).ok())?;
+    let cfg: ConfigFile = serde_yaml::from_str(&expanded).map_err(|e| ConfigError::Parse {
+        path: file.to_path_buf(),
+        message: e.to_string(),
+    })?;
     if let Some(v) = cfg.entity_key_serialization_version
         && v != 3
     {
-        bail!(
+        return Err(ConfigError::Invalid(format!(
             "{}: entity_key_serialization_version {v} is not supported; use 3",
             file.display()
-        );
+        )));
     }
     Ok(cfg)
 }
@@ -145,7 +170,10 @@ pub fn load(config: Option<&Path>, project: Option<String>, registry: Option<Str
     };
     let (file, base_dir) = match &path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read config {}", p.display()))?;
+            let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?;
             let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
             let dir = if dir.as_os_str().is_empty() {
                 PathBuf::from(".")
