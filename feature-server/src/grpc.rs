@@ -142,13 +142,18 @@ impl ServingService for Serving {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    tls: Option<tonic::transport::Identity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<ServingServiceServer<Serving>>().await;
     let max = state.limits.max_body_bytes;
     let svc = ServingServiceServer::new(Serving::new(state)).max_decoding_message_size(max);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
         .add_service(health)
         .add_service(svc)
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)

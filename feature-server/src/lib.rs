@@ -13,6 +13,7 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod run;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -626,6 +627,19 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serve over TLS until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tls::TlsListener::new(listener, tls)?;
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

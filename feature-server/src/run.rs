@@ -28,6 +28,12 @@ pub struct ServeArgs {
     /// Most feature references in one request.
     #[arg(long, default_value_t = 1_000)]
     pub max_features: usize,
+    /// PEM certificate chain: serve HTTPS and gRPC over TLS (with --tls-key).
+    #[arg(long, requires = "tls_key", env = "LARDER_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert", env = "LARDER_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout_seconds: u64,
@@ -83,20 +89,41 @@ pub async fn serve(settings: &Settings, registry: &RegistryConfig, project: &str
             .await
             .with_context(|| format!("cannot listen on {gaddr}"))?;
         eprintln!("gRPC ServingService on {gaddr}");
+        let identity = match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => Some(tonic::transport::Identity::from_pem(
+                std::fs::read(c).with_context(|| format!("cannot read {}", c.display()))?,
+                std::fs::read(k).with_context(|| format!("cannot read {}", k.display()))?,
+            )),
+            _ => None,
+        };
         Some(tokio::spawn(crate::grpc::serve(
             glistener,
             state.clone(),
+            identity,
             stopped(stop_rx.clone()),
         )))
     } else {
         None
     };
-    eprintln!(
-        "serving project {project} on http://{addr} ({}; {})",
-        registry.describe(),
-        online_cfg.describe()
-    );
-    crate::serve(listener, state, stopped(stop_rx)).await?;
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => {
+            let tls = crate::tls::server_config(c, k, &[b"h2", b"http/1.1"])?;
+            eprintln!(
+                "serving project {project} on https://{addr} ({}; {})",
+                registry.describe(),
+                online_cfg.describe()
+            );
+            crate::serve_tls(listener, tls, state, stopped(stop_rx)).await?;
+        }
+        _ => {
+            eprintln!(
+                "serving project {project} on http://{addr} ({}; {})",
+                registry.describe(),
+                online_cfg.describe()
+            );
+            crate::serve(listener, state, stopped(stop_rx)).await?;
+        }
+    }
     if let Some(g) = grpc {
         g.await.context("gRPC server task")?.context("gRPC server")?;
     }

@@ -358,9 +358,14 @@ async fn grpc_serving_service() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(larder_feature_server::grpc::serve(listener, s.state.clone(), async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(larder_feature_server::grpc::serve(
+        listener,
+        s.state.clone(),
+        None,
+        async {
+            let _ = rx.await;
+        },
+    ));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -468,6 +473,79 @@ async fn grpc_serving_service() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+    s.cleanup().await;
+}
+
+/// HTTPS with a self-signed certificate (made with openssl), checked with curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https() {
+    let s = Server::new(Store::Sqlite, Limits::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let tls = larder_feature_server::tls::server_config(&cert, &key, &[b"http/1.1"]).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(larder_feature_server::serve_tls(
+        listener,
+        tls,
+        s.state.clone(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    let curl = move |extra: &[&str]| {
+        let mut c = std::process::Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"])
+            .args(extra);
+        c.arg(format!("https://127.0.0.1:{port}/health"));
+        c.output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        let trusted = curl(&["--cacert", cert.to_str().unwrap()]);
+        let untrusted = curl(&[]);
+        (trusted, untrusted)
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.0.stdout),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.0.stderr)
+    );
+    assert_ne!(
+        String::from_utf8_lossy(&out.1.stdout),
+        "200",
+        "an untrusted certificate is refused by the client"
+    );
+    // A bad key file is a clear error.
+    let err =
+        larder_feature_server::tls::server_config(&dir.path().join("cert.pem"), &dir.path().join("nope.pem"), &[])
+            .unwrap_err();
+    assert!(err.to_string().contains("nope.pem"), "{err}");
     let _ = tx.send(());
     server.await.unwrap().unwrap();
     s.cleanup().await;
