@@ -129,3 +129,29 @@ pub async fn serve(settings: &Settings, registry: &RegistryConfig, project: &str
     }
     Ok(())
 }
+
+/// The shared `main` of Larder's binaries: logs to stderr (`RUST_LOG`
+/// overrides `default_level`), a multi-threaded runtime, and the error
+/// chain printed with exit status 1.
+pub fn run_binary(default_level: &str, job: impl Future<Output = Result<()>>) -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(job) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

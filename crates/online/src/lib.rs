@@ -133,6 +133,45 @@ pub fn newest_per_key(rows: &[EntityRow]) -> Vec<&EntityRow> {
     out
 }
 
+/// Gathers the rows a SQL store returns (one per key and feature) into one
+/// [`ReadRow`] per requested key, in request order.
+pub(crate) struct ReadAssembler<'a> {
+    position: std::collections::HashMap<&'a str, usize>,
+    found: std::collections::HashMap<Vec<u8>, ReadRow>,
+    width: usize,
+}
+
+impl<'a> ReadAssembler<'a> {
+    pub(crate) fn new(features: &'a [String], keys: usize) -> Self {
+        Self {
+            position: features.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect(),
+            found: std::collections::HashMap::with_capacity(keys),
+            width: features.len(),
+        }
+    }
+
+    /// Add one stored cell; features nobody asked for are skipped.
+    pub(crate) fn add(&mut self, key: Vec<u8>, feature: &str, value: &[u8], event_ts: Option<i64>) -> Result<()> {
+        let Some(&i) = self.position.get(feature) else {
+            return Ok(());
+        };
+        let width = self.width;
+        let entry = self.found.entry(key).or_insert_with(|| ReadRow {
+            event_ts: i64::MIN,
+            values: vec![None; width],
+        });
+        entry.values[i] = Some(decode_value(feature, value)?);
+        if let Some(ts) = event_ts {
+            entry.event_ts = entry.event_ts.max(ts);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, keys: &[Vec<u8>]) -> Vec<Option<ReadRow>> {
+        keys.iter().map(|k| self.found.get(k).cloned()).collect()
+    }
+}
+
 /// `<project>_<view>`, the table/hash name Feast uses, after checking both
 /// names so nothing unexpected can reach SQL.
 pub fn table_name(project: &str, view: &str) -> Result<String> {

@@ -2,8 +2,6 @@
 //! table `<project>_<view>`, `entity_key` = hex of the v3 key bytes
 //! (VARCHAR(512)), `value` BLOB, TIMESTAMP columns in UTC.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use larder_model::rows::RowBatch;
@@ -12,7 +10,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, MySqlPool, Row};
 
 use crate::encode::datetime_from_nanos;
-use crate::{OnlineStore, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key, table_name};
+use crate::{OnlineStore, ReadAssembler, ReadRow, Result, ViewSchema, WriteStats, newest_per_key, table_name};
 
 /// 5 parameters per row; MySQL allows 65,535.
 const ROWS_PER_STATEMENT: usize = 10_000;
@@ -163,8 +161,7 @@ impl OnlineStore for MySqlStore {
         features: &[String],
     ) -> Result<Vec<Option<ReadRow>>> {
         let t = table_name(project, &view.name)?;
-        let position: HashMap<&str, usize> = features.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
-        let mut found: HashMap<Vec<u8>, ReadRow> = HashMap::with_capacity(keys.len());
+        let mut out = ReadAssembler::new(features, keys.len());
         for chunk in keys.chunks(KEYS_PER_READ) {
             let placeholders = vec!["?"; chunk.len()].join(",");
             let mut q = sqlx::query(AssertSqlSafe(format!(
@@ -174,25 +171,20 @@ impl OnlineStore for MySqlStore {
                 q = q.bind(hex(k));
             }
             for row in q.fetch_all(&self.pool).await? {
-                let feature: String = row.try_get(1)?;
-                let Some(&i) = position.get(feature.as_str()) else {
-                    continue;
-                };
                 let key_hex: String = row.try_get(0)?;
                 let Some(key) = unhex(&key_hex) else { continue };
-                let value: Vec<u8> = row.try_get(2)?;
                 let ts: Option<DateTime<Utc>> = row.try_get(3)?;
-                let entry = found.entry(key).or_insert_with(|| ReadRow {
-                    event_ts: i64::MIN,
-                    values: vec![None; features.len()],
-                });
-                entry.values[i] = Some(decode_value(&feature, &value)?);
-                if let Some(ts) = ts {
-                    entry.event_ts = entry.event_ts.max(crate::encode::nanos_from_datetime(&ts));
-                }
+                let feature: String = row.try_get(1)?;
+                let value: Vec<u8> = row.try_get(2)?;
+                out.add(
+                    key,
+                    &feature,
+                    &value,
+                    ts.map(|t| crate::encode::nanos_from_datetime(&t)),
+                )?;
             }
         }
-        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        Ok(out.finish(keys))
     }
 }
 

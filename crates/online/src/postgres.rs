@@ -3,8 +3,6 @@
 //! `INSERT … SELECT FROM UNNEST(arrays)` per chunk: a single prepared
 //! statement whatever the batch size.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use larder_model::rows::RowBatch;
@@ -14,7 +12,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use crate::encode::{datetime_from_nanos, nanos_from_datetime, value_text};
 use crate::{
-    OnlineError, OnlineStore, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key, table_name,
+    OnlineError, OnlineStore, ReadAssembler, ReadRow, Result, ViewSchema, WriteStats, newest_per_key, table_name,
 };
 
 const ROWS_PER_STATEMENT: usize = 50_000;
@@ -185,7 +183,6 @@ impl OnlineStore for PostgresStore {
         features: &[String],
     ) -> Result<Vec<Option<ReadRow>>> {
         let (q, _) = self.qualified(project, &view.name)?;
-        let position: HashMap<&str, usize> = features.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT entity_key, feature_name, value, event_ts FROM {q} WHERE entity_key = ANY($1) AND feature_name = ANY($2)"
         )))
@@ -193,22 +190,16 @@ impl OnlineStore for PostgresStore {
         .bind(features)
         .fetch_all(&self.pool)
         .await?;
-        let mut found: HashMap<Vec<u8>, ReadRow> = HashMap::with_capacity(keys.len());
+        let mut out = ReadAssembler::new(features, keys.len());
         for row in rows {
-            let feature: String = row.try_get(1)?;
-            let Some(&i) = position.get(feature.as_str()) else {
-                continue;
-            };
-            let key: Vec<u8> = row.try_get(0)?;
-            let value: Vec<u8> = row.try_get(2)?;
             let ts: DateTime<Utc> = row.try_get(3)?;
-            let entry = found.entry(key).or_insert_with(|| ReadRow {
-                event_ts: i64::MIN,
-                values: vec![None; features.len()],
-            });
-            entry.values[i] = Some(decode_value(&feature, &value)?);
-            entry.event_ts = entry.event_ts.max(nanos_from_datetime(&ts));
+            out.add(
+                row.try_get(0)?,
+                row.try_get(1)?,
+                row.try_get(2)?,
+                Some(nanos_from_datetime(&ts)),
+            )?;
         }
-        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        Ok(out.finish(keys))
     }
 }

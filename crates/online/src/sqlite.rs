@@ -2,7 +2,6 @@
 //! one row per (entity key, feature), timestamps as INTEGER seconds in
 //! columns declared `timestamp` (the SDK's converters need that name).
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,7 +14,7 @@ use sqlx::{AssertSqlSafe, Row, SqlitePool};
 
 use crate::encode::value_text;
 use crate::{
-    OnlineError, OnlineStore, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key, table_name,
+    OnlineError, OnlineStore, ReadAssembler, ReadRow, Result, ViewSchema, WriteStats, newest_per_key, table_name,
 };
 
 /// SQLite allows 32,766 bound parameters per statement; 6 per row.
@@ -120,8 +119,7 @@ impl OnlineStore for SqliteStore {
         features: &[String],
     ) -> Result<Vec<Option<ReadRow>>> {
         let t = table_name(project, &view.name)?;
-        let mut found: HashMap<Vec<u8>, ReadRow> = HashMap::with_capacity(keys.len());
-        let position: HashMap<&str, usize> = features.iter().enumerate().map(|(i, f)| (f.as_str(), i)).collect();
+        let mut out = ReadAssembler::new(features, keys.len());
         for chunk in keys.chunks(KEYS_PER_READ) {
             let placeholders = vec!["?"; chunk.len()].join(",");
             let sql = format!(
@@ -132,21 +130,15 @@ impl OnlineStore for SqliteStore {
                 q = q.bind(k.as_slice());
             }
             for row in q.fetch_all(&self.pool).await? {
-                let feature: String = row.try_get(1)?;
-                let Some(&i) = position.get(feature.as_str()) else {
-                    continue;
-                };
-                let key: Vec<u8> = row.try_get(0)?;
-                let value: Vec<u8> = row.try_get(2)?;
                 let ts: i64 = row.try_get(3)?;
-                let entry = found.entry(key).or_insert_with(|| ReadRow {
-                    event_ts: i64::MIN,
-                    values: vec![None; features.len()],
-                });
-                entry.values[i] = Some(decode_value(&feature, &value)?);
-                entry.event_ts = entry.event_ts.max(ts.saturating_mul(1_000_000_000));
+                out.add(
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    Some(ts.saturating_mul(1_000_000_000)),
+                )?;
             }
         }
-        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        Ok(out.finish(keys))
     }
 }
