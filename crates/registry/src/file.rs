@@ -130,9 +130,9 @@ impl FileRegistry {
             .find(|o| o.name() == name && (kind == FeastKind::Project || o.project() == project))
     }
 
-    fn apply_in(reg: &mut fc::Registry, project: &str, obj: FeastObject, now: Timestamp) -> Result<ApplyOutcome> {
+    fn apply_in(reg: &mut Indexed, project: &str, obj: FeastObject, now: Timestamp) -> Result<ApplyOutcome> {
         let kind = obj.kind();
-        if kind != FeastKind::Project && Self::find(reg, "", FeastKind::Project, project).is_none() {
+        if kind != FeastKind::Project && reg.find("", FeastKind::Project, project).is_none() {
             let mut p = FeastObject::Project(fc::Project {
                 spec: Some(fc::ProjectSpec {
                     name: project.into(),
@@ -141,8 +141,8 @@ impl FileRegistry {
                 meta: None,
             });
             p.set_timestamps(now, now);
-            push_object(reg, p);
-            reg.project_metadata.push(fc::ProjectMetadata {
+            reg.put(p);
+            reg.base.project_metadata.push(fc::ProjectMetadata {
                 project: project.into(),
                 project_uuid: uuid::Uuid::new_v4().to_string(),
             });
@@ -154,7 +154,7 @@ impl FileRegistry {
                 FeastKind::OnDemandFeatureView,
                 FeastKind::LabelView,
             ] {
-                if other != kind && Self::find(reg, project, other, obj.name()).is_some() {
+                if other != kind && reg.find(project, other, obj.name()).is_some() {
                     return Err(RegistryError::Conflict(format!(
                         "a {other} named {:?} already exists in project {project}; view names must be unique across view kinds",
                         obj.name()
@@ -167,28 +167,86 @@ impl FileRegistry {
         } else {
             project.to_string()
         };
-        let old = Self::find(reg, &key, kind, obj.name());
-        let (new, outcome) = prepare_write(&key, obj, old.as_ref(), now);
+        let old = reg.find(&key, kind, obj.name());
+        let (new, outcome) = prepare_write(&key, obj, old, now);
         if outcome != ApplyOutcome::Unchanged {
-            let name = new.name().to_string();
-            retain(reg, kind, |o| {
-                !(o.name() == name && (kind == FeastKind::Project || o.project() == key))
-            });
-            push_object(reg, new);
+            reg.put(new);
         }
         Ok(outcome)
     }
 
-    fn delete_in(reg: &mut fc::Registry, project: &str, kind: FeastKind, name: &str) -> bool {
+    fn delete_in(reg: &mut Indexed, project: &str, kind: FeastKind, name: &str) -> bool {
         if kind == FeastKind::Project {
-            let n = retain(reg, FeastKind::Project, |o| o.name() != name);
-            for k in FeastKind::OBJECTS {
-                retain(reg, k, |o| o.project() != name);
-            }
-            reg.project_metadata.retain(|m| m.project != name);
-            return n > 0;
+            let found = reg
+                .objects
+                .remove(&(FeastKind::Project, String::new(), name.to_string()))
+                .is_some();
+            reg.objects.retain(|(k, p, _), _| *k == FeastKind::Project || p != name);
+            reg.base.project_metadata.retain(|m| m.project != name);
+            return found;
         }
-        retain(reg, kind, |o| !(o.name() == name && o.project() == project)) > 0
+        reg.objects
+            .remove(&(kind, project.to_string(), name.to_string()))
+            .is_some()
+    }
+
+    /// Run `f` over an indexed copy of the registry and write the result back.
+    fn indexed<T>(reg: &mut fc::Registry, f: impl FnOnce(&mut Indexed) -> Result<T>) -> Result<T> {
+        let mut idx = Indexed::new(std::mem::take(reg));
+        let out = f(&mut idx);
+        *reg = idx.into_registry();
+        out
+    }
+}
+
+/// The registry's objects keyed by (kind, project, name): lookups and
+/// replacements in a batch cost O(log n) instead of a scan each.
+struct Indexed {
+    objects: std::collections::BTreeMap<(FeastKind, String, String), FeastObject>,
+    /// Everything else in the registry message (object lists emptied).
+    base: fc::Registry,
+}
+
+impl Indexed {
+    fn key_of(o: &FeastObject) -> (FeastKind, String, String) {
+        let project = if o.kind() == FeastKind::Project {
+            String::new()
+        } else {
+            o.project().to_string()
+        };
+        (o.kind(), project, o.name().to_string())
+    }
+
+    fn new(mut base: fc::Registry) -> Self {
+        let mut objects = std::collections::BTreeMap::new();
+        for kind in std::iter::once(FeastKind::Project).chain(FeastKind::OBJECTS) {
+            for o in objects_of(&base, kind) {
+                objects.insert(Self::key_of(&o), o);
+            }
+            retain(&mut base, kind, |_| false);
+        }
+        Self { objects, base }
+    }
+
+    fn find(&self, project: &str, kind: FeastKind, name: &str) -> Option<&FeastObject> {
+        let project = if kind == FeastKind::Project {
+            String::new()
+        } else {
+            project.to_string()
+        };
+        self.objects.get(&(kind, project, name.to_string()))
+    }
+
+    fn put(&mut self, o: FeastObject) {
+        self.objects.insert(Self::key_of(&o), o);
+    }
+
+    fn into_registry(self) -> fc::Registry {
+        let mut reg = self.base;
+        for o in self.objects.into_values() {
+            push_object(&mut reg, o);
+        }
+        reg
     }
 }
 
@@ -196,7 +254,7 @@ impl FileRegistry {
 impl Registry for FileRegistry {
     async fn apply(&self, project: &str, obj: FeastObject) -> Result<ApplyOutcome> {
         self.mutate_if(|reg| {
-            let o = Self::apply_in(reg, project, obj, now_timestamp())?;
+            let o = Self::indexed(reg, |idx| Self::apply_in(idx, project, obj, now_timestamp()))?;
             Ok((o, o != ApplyOutcome::Unchanged))
         })
     }
@@ -209,16 +267,18 @@ impl Registry for FileRegistry {
         deletes: Vec<(FeastKind, String)>,
     ) -> Result<Vec<ApplyOutcome>> {
         self.mutate_if(|reg| {
-            let now = now_timestamp();
-            let mut outcomes = Vec::with_capacity(objects.len());
-            for o in objects {
-                outcomes.push(Self::apply_in(reg, project, o, now)?);
-            }
-            let mut changed = outcomes.iter().any(|o| *o != ApplyOutcome::Unchanged);
-            for (kind, name) in &deletes {
-                changed |= Self::delete_in(reg, project, *kind, name);
-            }
-            Ok((outcomes, changed))
+            Self::indexed(reg, |idx| {
+                let now = now_timestamp();
+                let mut outcomes = Vec::with_capacity(objects.len());
+                for o in objects {
+                    outcomes.push(Self::apply_in(idx, project, o, now)?);
+                }
+                let mut changed = outcomes.iter().any(|o| *o != ApplyOutcome::Unchanged);
+                for (kind, name) in &deletes {
+                    changed |= Self::delete_in(idx, project, *kind, name);
+                }
+                Ok((outcomes, changed))
+            })
         })
     }
 
@@ -238,7 +298,7 @@ impl Registry for FileRegistry {
 
     async fn delete(&self, project: &str, kind: FeastKind, name: &str) -> Result<bool> {
         self.mutate_if(|reg| {
-            let d = Self::delete_in(reg, project, kind, name);
+            let d = Self::indexed(reg, |idx| Ok(Self::delete_in(idx, project, kind, name)))?;
             Ok((d, d))
         })
     }

@@ -552,6 +552,20 @@ fn is_transient(e: &sqlx::Error) -> bool {
 #[async_trait]
 impl Registry for SqlRegistry {
     async fn apply(&self, project: &str, obj: FeastObject) -> Result<ApplyOutcome> {
+        // Most applies change nothing: answer those from a plain read, without
+        // a write transaction (no row locks, no commit to flush).
+        let key = if obj.kind() == FeastKind::Project {
+            obj.name()
+        } else {
+            project
+        };
+        if let Some(stored) = self.get(key, obj.kind(), obj.name()).await? {
+            let mut wanted = obj.clone();
+            wanted.set_project(key);
+            if stored.definition() == wanted.definition() {
+                return Ok(ApplyOutcome::Unchanged);
+            }
+        }
         let outcome = self.retrying("apply", || self.apply_once(project, &obj)).await?;
         if outcome != ApplyOutcome::Unchanged {
             self.touch(project).await?;
