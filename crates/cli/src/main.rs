@@ -109,6 +109,8 @@ enum Command {
     /// Apply and materialize the bundled example into a local SQLite registry
     /// and online store, then serve it on 127.0.0.1:6566.
     Up(serve::UpArgs),
+    /// Serve Feast's RegistryServer gRPC API over the configured registry.
+    RegistryServer(larder_registry_server::run::RegistryServerArgs),
     /// Remove the registry's tables or file.
     Teardown {
         /// Confirm: this deletes every object of every project.
@@ -199,6 +201,7 @@ async fn run(cli: Cli) -> Result<()> {
             serve::serve(&settings, registry_config(&settings)?, &project, &args).await
         }
         Command::Up(args) => serve::up(args).await,
+        Command::RegistryServer(args) => larder_registry_server::run::run(registry_config(&settings)?, &args).await,
         Command::Teardown { yes } => {
             if !yes {
                 bail!("teardown deletes every object of every project in the registry; pass --yes to confirm");
