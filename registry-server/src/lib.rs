@@ -986,12 +986,20 @@ pub async fn serve(
     use larder_protos::feast::registry::registry_server_server::RegistryServerServer;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<RegistryServerServer<Service>>().await;
+    // Reflection lets grpcurl and similar tools discover the API.
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(larder_protos::FILE_DESCRIPTOR_SET)
+        .build_v1();
     let mut builder = tonic::transport::Server::builder();
     if let Some(identity) = tls {
         builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
-    builder
-        .add_service(health)
+    let mut router = builder.add_service(health);
+    match reflection {
+        Ok(r) => router = router.add_service(r),
+        Err(e) => tracing::warn!(error = %e, "gRPC reflection unavailable"),
+    }
+    router
         .add_service(RegistryServerServer::new(Service::new(registry)).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
         .await

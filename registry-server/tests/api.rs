@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 
 struct Harness {
     client: RegistryServerClient<Channel>,
+    channel: Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
     _dir: tempfile::TempDir,
@@ -40,7 +41,8 @@ impl Harness {
             .await
             .unwrap();
         Self {
-            client: RegistryServerClient::new(channel),
+            client: RegistryServerClient::new(channel.clone()),
+            channel,
             stop: Some(tx),
             server: Some(server),
             _dir: dir,
@@ -421,5 +423,49 @@ async fn bad_input_is_refused_and_changes_nothing() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    h.shutdown().await;
+}
+
+/// Server reflection and gRPC health answer on the same port.
+#[tokio::test]
+async fn reflection_and_health() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let h = Harness::new().await;
+    let channel = h.channel.clone();
+    let mut refl = ServerReflectionClient::new(channel.clone());
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("{resp:?}")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"feast.registry.RegistryServer".to_string()),
+        "{names:?}"
+    );
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let s = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "feast.registry.RegistryServer".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        s.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     h.shutdown().await;
 }
