@@ -37,7 +37,13 @@ fn view(name: &str) -> fc::FeatureView {
         spec: Some(fc::FeatureViewSpec {
             name: name.into(),
             entities: vec!["driver".into()],
-            features: (0..10).map(|i| fc::FeatureSpecV2 { name: format!("f{i}"), value_type: 6, ..Default::default() }).collect(),
+            features: (0..10)
+                .map(|i| fc::FeatureSpecV2 {
+                    name: format!("f{i}"),
+                    value_type: 6,
+                    ..Default::default()
+                })
+                .collect(),
             online: true,
             ..Default::default()
         }),
@@ -66,16 +72,27 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     sqlx::any::install_default_drivers();
     let db = format!("larder_bench_rs_{}", uuid::Uuid::new_v4().simple());
-    admin(&args.pg_admin, &format!("CREATE DATABASE {db}")).await.context("create database")?;
-    let url = args.pg_admin.rsplit_once('/').map(|(base, _)| format!("{base}/{db}")).context("admin URL")?;
+    admin(&args.pg_admin, &format!("CREATE DATABASE {db}"))
+        .await
+        .context("create database")?;
+    let url = args
+        .pg_admin
+        .rsplit_once('/')
+        .map(|(base, _)| format!("{base}/{db}"))
+        .context("admin URL")?;
     let result = run(&args, &url).await;
-    admin(&args.pg_admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await.context("drop database")?;
+    admin(&args.pg_admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .context("drop database")?;
     result
 }
 
 async fn run(args: &Args, url: &str) -> Result<()> {
     let backend = Arc::new(larder_registry::sql::SqlRegistry::connect(url, 16).await?);
-    let reg = Arc::new(larder_registry::cache::CachedRegistry::new(backend.clone(), Duration::from_secs(1)));
+    let reg = Arc::new(larder_registry::cache::CachedRegistry::new(
+        backend.clone(),
+        Duration::from_secs(1),
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -107,7 +124,9 @@ async fn run(args: &Args, url: &str) -> Result<()> {
                 let t = Instant::now();
                 let r = client
                     .apply_feature_view(fr::ApplyFeatureViewRequest {
-                        base_feature_view: Some(fr::apply_feature_view_request::BaseFeatureView::FeatureView(view(&format!("c{c}_v{i}")))),
+                        base_feature_view: Some(fr::apply_feature_view_request::BaseFeatureView::FeatureView(view(
+                            &format!("c{c}_v{i}"),
+                        ))),
                         project: "bench".into(),
                         commit: true,
                     })
@@ -121,10 +140,18 @@ async fn run(args: &Args, url: &str) -> Result<()> {
                 for cached in [true, false] {
                     let t = Instant::now();
                     let r = client
-                        .list_feature_views(fr::ListFeatureViewsRequest { project: "bench".into(), allow_cache: cached, ..Default::default() })
+                        .list_feature_views(fr::ListFeatureViewsRequest {
+                            project: "bench".into(),
+                            allow_cache: cached,
+                            ..Default::default()
+                        })
                         .await;
                     let ms = t.elapsed().as_secs_f64() * 1e3;
-                    if cached { stats.list_cached.push(ms) } else { stats.list_uncached.push(ms) }
+                    if cached {
+                        stats.list_cached.push(ms)
+                    } else {
+                        stats.list_uncached.push(ms)
+                    }
                     if r.is_err() {
                         stats.errors += 1;
                     }
@@ -147,16 +174,42 @@ async fn run(args: &Args, url: &str) -> Result<()> {
     use larder_registry::Registry;
     let stored = backend.list("bench", larder_model_kind()).await?.len();
     let secs = args.seconds as f64;
-    println!("registry server load: {} clients x {} s, PostgreSQL backend, cache TTL 1 s", args.clients, args.seconds);
-    println!("{:<26} {:>8} {:>10} {:>9} {:>9} {:>9}", "operation", "count", "req/s", "p50 ms", "p99 ms", "max ms");
-    for (name, v) in [("ApplyFeatureView", &mut all.apply), ("ListFeatureViews cached", &mut all.list_cached), ("ListFeatureViews uncached", &mut all.list_uncached)] {
+    println!(
+        "registry server load: {} clients x {} s, PostgreSQL backend, cache TTL 1 s",
+        args.clients, args.seconds
+    );
+    println!(
+        "{:<26} {:>8} {:>10} {:>9} {:>9} {:>9}",
+        "operation", "count", "req/s", "p50 ms", "p99 ms", "max ms"
+    );
+    for (name, v) in [
+        ("ApplyFeatureView", &mut all.apply),
+        ("ListFeatureViews cached", &mut all.list_cached),
+        ("ListFeatureViews uncached", &mut all.list_uncached),
+    ] {
         let n = v.len();
         let max = v.iter().cloned().fold(0.0, f64::max);
-        println!("{:<26} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2}", name, n, n as f64 / secs, pct(v, 50.0), pct(v, 99.0), max);
+        println!(
+            "{:<26} {:>8} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+            name,
+            n,
+            n as f64 / secs,
+            pct(v, 50.0),
+            pct(v, 99.0),
+            max
+        );
     }
-    println!("errors: {}   acknowledged applies: {}   views stored afterwards: {}", all.errors, all.acked, stored);
+    println!(
+        "errors: {}   acknowledged applies: {}   views stored afterwards: {}",
+        all.errors, all.acked, stored
+    );
     if all.errors > 0 || stored != all.acked {
-        bail!("lost or failed writes: {} errors, {} acknowledged vs {} stored", all.errors, all.acked, stored);
+        bail!(
+            "lost or failed writes: {} errors, {} acknowledged vs {} stored",
+            all.errors,
+            all.acked,
+            stored
+        );
     }
     Ok(())
 }
