@@ -15,6 +15,7 @@ use larder_registry::Registry;
 use larder_registry::cache::CachedRegistry;
 use tonic::{Request, Response, Status};
 
+pub mod metrics;
 pub mod run;
 
 pub type Tags = std::collections::BTreeMap<String, String>;
@@ -983,6 +984,17 @@ pub async fn serve(
     tls: Option<tonic::transport::Identity>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_metrics(listener, registry, tls, None, shutdown).await
+}
+
+/// [`serve`], recording every call in `metrics` when given.
+pub async fn serve_with_metrics(
+    listener: tokio::net::TcpListener,
+    registry: Arc<CachedRegistry>,
+    tls: Option<tonic::transport::Identity>,
+    metrics: Option<Arc<metrics::Metrics>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
     use larder_protos::feast::registry::registry_server_server::RegistryServerServer;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<RegistryServerServer<Service>>().await;
@@ -994,7 +1006,11 @@ pub async fn serve(
     if let Some(identity) = tls {
         builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
-    let mut router = builder.add_service(health);
+    let layer = tower::util::option_layer(metrics.map(metrics::MetricsLayer));
+    let mut router = builder
+        .layer(layer)
+        .layer(metrics::DecodeErrorsLayer)
+        .add_service(health);
     match reflection {
         Ok(r) => router = router.add_service(r),
         Err(e) => tracing::warn!(error = %e, "gRPC reflection unavailable"),

@@ -12,6 +12,9 @@ pub struct RegistryServerArgs {
     pub host: String,
     #[arg(long, default_value_t = 6570, env = "LARDER_REGISTRY_PORT")]
     pub port: u16,
+    /// Side port for Prometheus `/metrics`; 0 disables it.
+    #[arg(long, default_value_t = 6571, env = "LARDER_REGISTRY_METRICS_PORT")]
+    pub metrics_port: u16,
     /// PEM certificate chain: serve over TLS (with --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -469,3 +469,147 @@ async fn reflection_and_health() {
     );
     h.shutdown().await;
 }
+
+/// Calls are counted per method and status and served on the side port.
+#[tokio::test]
+async fn metrics_side_port() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("registry.db").display());
+    let reg = Arc::new(CachedRegistry::new(
+        Arc::new(SqlRegistry::connect(&url, 2).await.unwrap()),
+        Duration::from_secs(60),
+    ));
+    let metrics = Arc::new(larder_registry_server::metrics::Metrics::new().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mlistener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let maddr = mlistener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tokio::spawn(larder_registry_server::serve_with_metrics(
+        listener,
+        reg,
+        None,
+        Some(metrics.clone()),
+        stop(rx.clone()),
+    ));
+    let side = tokio::spawn(metrics.clone().serve(mlistener, stop(rx)));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = RegistryServerClient::new(channel);
+    client
+        .list_entities(fr::ListEntitiesRequest {
+            project: "demo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let _ = client
+        .get_entity(fr::GetEntityRequest {
+            name: "nope".into(),
+            project: "demo".into(),
+            allow_cache: false,
+        })
+        .await;
+    let mut s = tokio::net::TcpStream::connect(maddr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.contains("200 OK"), "{body}");
+    assert!(
+        body.contains("larder_registry_rpc_total{code=\"0\",method=\"ListEntities\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("larder_registry_rpc_total{code=\"5\",method=\"GetEntity\"} 1"),
+        "NOT_FOUND counted: {body}"
+    );
+    assert!(body.contains("larder_registry_rpc_duration_seconds_bucket"));
+    tx.send(true).unwrap();
+    server.await.unwrap().unwrap();
+    side.await.unwrap().unwrap();
+}
+
+/// Raw bytes over gRPC, to send what no generated client would.
+mod raw {
+    use bytes::{Buf, BufMut};
+    use tonic::Status;
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+    #[derive(Default)]
+    pub struct RawCodec;
+    pub struct RawEncoder;
+    pub struct RawDecoder;
+
+    impl Codec for RawCodec {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = RawEncoder;
+        type Decoder = RawDecoder;
+        fn encoder(&mut self) -> RawEncoder {
+            RawEncoder
+        }
+        fn decoder(&mut self) -> RawDecoder {
+            RawDecoder
+        }
+    }
+
+    impl Encoder for RawEncoder {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+            dst.put_slice(&item);
+            Ok(())
+        }
+    }
+
+    impl Decoder for RawDecoder {
+        type Item = Vec<u8>;
+        type Error = Status;
+        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+            let v = src.chunk().to_vec();
+            src.advance(v.len());
+            Ok(Some(v))
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_protobuf_is_refused_and_changes_nothing() {
+    let h = Harness::new().await;
+    let mut grpc = tonic::client::Grpc::new(h.channel.clone());
+    grpc.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/feast.registry.RegistryServer/ApplyEntity");
+    // A length-delimited field that runs past the end of the message.
+    let garbage = vec![0x0a, 0xff, 0xff, 0x01, 0x02];
+    let err = grpc
+        .unary(tonic::Request::new(garbage), path, raw::RawCodec)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "decode failure is the client's: {err:?}"
+    );
+    assert!(err.message().to_lowercase().contains("decode"), "{err:?}");
+    let mut client = h.client.clone();
+    let r = client
+        .list_entities(fr::ListEntitiesRequest {
+            project: "demo".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(r.into_inner().entities.is_empty(), "nothing was written");
+    h.shutdown().await;
+}
