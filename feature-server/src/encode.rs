@@ -78,17 +78,24 @@ pub fn response_json(resp: &OnlineResponse) -> Vec<u8> {
             out.push(b'"');
         }
         out.extend_from_slice(b"],\"event_timestamps\":[");
+        // Rows of one view usually share their event time: format each distinct time once.
+        let mut last: Option<(i64, String)> = None;
         for (j, t) in c.event_ts.iter().enumerate() {
             if j > 0 {
                 out.push(b',');
             }
             if *t == 0 {
                 out.extend_from_slice(b"\"1970-01-01T00:00:00Z\"");
-            } else {
-                out.push(b'"');
-                out.extend_from_slice(timestamp_to_json(*t).as_bytes());
-                out.push(b'"');
+                continue;
             }
+            if last.as_ref().is_none_or(|(lt, _)| lt != t) {
+                last = Some((*t, timestamp_to_json(*t)));
+            }
+            out.push(b'"');
+            if let Some((_, text)) = &last {
+                out.extend_from_slice(text.as_bytes());
+            }
+            out.push(b'"');
         }
         out.extend_from_slice(b"]}");
     }

@@ -75,6 +75,8 @@ pub struct Materializer {
     pub max_parallel_views: usize,
     pub batch_rows: usize,
     pub dedup_capacity: usize,
+    /// Entity rows per online write; `None` uses the store's preference.
+    pub write_batch_rows: Option<usize>,
 }
 
 impl Materializer {
@@ -87,6 +89,7 @@ impl Materializer {
             max_parallel_views: 4,
             batch_rows: ReadSpec::DEFAULT_BATCH_ROWS,
             dedup_capacity: ReadSpec::DEFAULT_DEDUP_CAPACITY,
+            write_batch_rows: None,
         }
     }
 
@@ -173,6 +176,7 @@ impl Materializer {
                 postgres_url: self.postgres_url.clone(),
                 batch_rows: self.batch_rows,
                 dedup_capacity: self.dedup_capacity,
+                write_batch_rows: self.write_batch_rows,
                 progress: progress.clone(),
             };
             let limit = limit.clone();
@@ -231,6 +235,7 @@ struct ViewJob {
     postgres_url: Option<String>,
     batch_rows: usize,
     dedup_capacity: usize,
+    write_batch_rows: Option<usize>,
     progress: Arc<dyn Progress>,
 }
 
@@ -303,12 +308,40 @@ impl ViewJob {
             .update(&self.project, std::slice::from_ref(&schema), &[])
             .await?;
         let mut rx = read_latest(source, read);
+        // Gather reader batches up to the store's preferred write size.
+        let target = self
+            .write_batch_rows
+            .unwrap_or_else(|| self.online.preferred_batch_rows())
+            .max(1);
+        let mut pending: Option<larder_model::rows::RowBatch> = None;
         while let Some(batch) = rx.recv().await {
             let batch = batch?;
-            let stats = self.online.online_write_batch(&self.project, &schema, &batch).await?;
-            *rows += stats.rows as u64;
-            self.progress.rows_written(name, stats.rows as u64);
+            match &mut pending {
+                Some(p) => p.rows.extend(batch.rows),
+                None => pending = Some(batch),
+            }
+            if pending.as_ref().is_some_and(|p| p.rows.len() >= target)
+                && let Some(full) = pending.take()
+            {
+                self.write(&schema, name, &full, rows).await?;
+            }
         }
+        if let Some(rest) = pending.filter(|p| !p.rows.is_empty()) {
+            self.write(&schema, name, &rest, rows).await?;
+        }
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        schema: &ViewSchema,
+        name: &str,
+        batch: &larder_model::rows::RowBatch,
+        rows: &mut u64,
+    ) -> Result<(), ViewError> {
+        let stats = self.online.online_write_batch(&self.project, schema, batch).await?;
+        *rows += stats.rows as u64;
+        self.progress.rows_written(name, stats.rows as u64);
         Ok(())
     }
 }

@@ -231,6 +231,7 @@ async fn redis_stopped_mid_run() {
     // Many small batches so the run is still going when the server dies.
     m.batch_rows = 50;
     m.dedup_capacity = 50;
+    m.write_batch_rows = Some(50);
     let killer = Arc::new(KillAfterFirstWrite {
         server: std::sync::Mutex::new(Some(server)),
         killed: AtomicBool::new(false),

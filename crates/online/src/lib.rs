@@ -101,6 +101,13 @@ pub trait OnlineStore: Send + Sync {
     /// Write rows of one view (values in `batch.features` order).
     async fn online_write_batch(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats>;
 
+    /// How many entity rows a write should carry to be efficient. SQLite
+    /// wants few, large transactions: each commit writes every page it
+    /// touched to the WAL, and random keys touch most of the table.
+    fn preferred_batch_rows(&self) -> usize {
+        10_000
+    }
+
     /// Read many entity keys (v3 bytes) × `features` of one view in one
     /// round trip; `None` for keys the store does not hold.
     async fn online_read(

@@ -37,7 +37,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // 64 MiB of page cache keeps the B-tree's inner pages in memory during large writes.
+            .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         Ok(Self { pool })
     }
@@ -74,7 +76,9 @@ impl OnlineStore for SqliteStore {
 
     async fn online_write_batch(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats> {
         let t = table_name(project, &view.name)?;
-        let rows = newest_per_key(&batch.rows);
+        let mut rows = newest_per_key(&batch.rows);
+        // Key order: each B-tree page is visited once per batch instead of at random.
+        rows.sort_unstable_by(|a, b| a.entity_key.cmp(&b.entity_key));
         let mut cells = Vec::with_capacity(rows.len() * batch.features.len());
         for r in &rows {
             for (f, v) in batch.features.iter().zip(&r.values) {
@@ -109,6 +113,10 @@ impl OnlineStore for SqliteStore {
             rows: rows.len(),
             skipped_older: 0,
         })
+    }
+
+    fn preferred_batch_rows(&self) -> usize {
+        50_000
     }
 
     async fn online_read(
