@@ -19,6 +19,8 @@ use crate::{ApplyOutcome, Registry, RegistryError, Result, now_timestamp};
 
 pub struct FileRegistry {
     path: PathBuf,
+    /// Writers in this process take turns; the lock file is for other processes.
+    writers: std::sync::Mutex<()>,
 }
 
 impl FileRegistry {
@@ -26,6 +28,7 @@ impl FileRegistry {
     pub fn open(path: &Path) -> Result<Self> {
         let reg = Self {
             path: path.to_path_buf(),
+            writers: std::sync::Mutex::new(()),
         };
         if !path.exists() {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -69,6 +72,7 @@ impl FileRegistry {
     }
 
     fn mutate_if<T>(&self, f: impl FnOnce(&mut fc::Registry) -> Result<(T, bool)>) -> Result<T> {
+        let _turn = self.writers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let lock_path = self.lock_path();
         let lock = OpenOptions::new()
             .create(true)

@@ -66,3 +66,32 @@ async fn racing_writers_never_corrupt_the_file() {
     assert_eq!(views.len(), ok_total);
     assert!(ok_total > 0);
 }
+
+/// Writers in one process wait for each other instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_in_one_process_take_turns() {
+    let t = TestRegistry::new(Backend::File).await;
+    let reg = std::sync::Arc::new(FileRegistry::open(&std::path::PathBuf::from(&t.location)).unwrap());
+    reg.apply("demo", view("stats", "x")).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8i64 {
+        let reg = reg.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10i64 {
+                let s = w * 100 + i;
+                reg.apply_materialization("demo", "stats", common::ts(s), common::ts(s + 1))
+                    .await
+                    .expect("no Locked error in-process");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let Some(larder_model::feast::FeastObject::FeatureView(v)) =
+        reg.get("demo", FeastKind::FeatureView, "stats").await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(v.meta.unwrap().materialization_intervals.len(), 80);
+}
