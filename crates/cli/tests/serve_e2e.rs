@@ -45,7 +45,7 @@ const SDK_WRITE_ID: i64 = 900_002;
 const RAW_PUSH_ID: i64 = 900_101;
 const RAW_WRITE_ID: i64 = 900_102;
 /// Dedicated Redis logical database (flushed before and after).
-const REDIS_DB: u8 = 13;
+const REDIS_DB: u8 = 9; // bench/serve uses 13, online_e2e 11 and 12
 
 enum Online {
     Sqlite,
