@@ -369,8 +369,11 @@ for c in $CASES; do
     for s in $stores; do run_larder "$c" "$s"; done
 done
 if [[ $FEAST == 1 ]]; then
-    for c in $CASES; do
-        [[ $c == b4 || $c == bf ]] && continue
+    # Feast runs case a for a, and case b for b, bf and b4.
+    feast_cases=""
+    [[ " $CASES " == *" a "* ]] && feast_cases="a"
+    [[ " $CASES " == *" b "* || " $CASES " == *" bf "* || " $CASES " == *" b4 "* ]] && feast_cases="$feast_cases b"
+    for c in $feast_cases; do
         for s in $FEAST_STORES; do run_feast "$c" "$s"; done
     done
 fi

@@ -83,7 +83,11 @@ fn entity_key_len(bytes: &[u8]) -> Option<usize> {
 impl RedisStore {
     pub async fn connect(s: &RedisSettings) -> Result<Self> {
         let client = redis::Client::open(redis_url(&s.connection_string)?)?;
-        let conn = ConnectionManager::new(client).await?;
+        // The client's default 500 ms response timeout fails large pipelines under load.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(60)))
+            .set_connection_timeout(Some(std::time::Duration::from_secs(10)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
         Ok(Self {
             conn,
             key_ttl_seconds: s.key_ttl_seconds,
