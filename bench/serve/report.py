@@ -110,14 +110,14 @@ def main():
     if larder:
         mx = max(larder, key=lambda r: r["rss_mb"])
         w(f"**Larder max RSS under load: {mx['rss_mb']:.1f} MB** ({mx['store']}, {mx['entities']} × 10, "
-          f"{mx['conns']} connections; VmRSS of the server sampled every 0.2 s during each point).")
+          f"{mx['conns']} connections; VmRSS of the server sampled every 0.25 s during each point).")
         for s in dict.fromkeys(r["store"] for r in larder):
             m = max(r["rss_mb"] for r in larder if r["store"] == s)
             w(f"- {s}: {m:.1f} MB")
     fe = [r for r in rows if r["impl"] != "larder"]
     if fe:
         m = max(fe, key=lambda r: r["rss_mb"])
-        w(f"- Feast (gunicorn master + workers, sampled every 0.5 s): max {m['rss_mb']:.1f} MB")
+        w(f"- Feast (gunicorn master + workers, sampled the same way): max {m['rss_mb']:.1f} MB")
     w("")
 
     w("## Targets")

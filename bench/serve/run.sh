@@ -75,6 +75,7 @@ if ! command -v wrk >/dev/null; then
         sudo apt-get update && sudo apt-get install -y wrk
     fi
 fi
+[[ -x /usr/bin/time ]] || die "/usr/bin/time missing: apt-get install -y time"
 [[ -x $LARDER ]] || die "no larder binary at $LARDER: cargo build --release -p larder-cli"
 command -v redis-cli >/dev/null || die "redis-cli missing"
 command -v python3 >/dev/null || die "python3 missing (used for the report)"
@@ -159,18 +160,36 @@ for store in $STORES; do
 done
 
 # ------------------------------------------------------------- measurement --
-# Resident set of a process, plus its children (gunicorn workers), in kB.
-rss_kb() {
-    local pid=$1 tree=$2 total=0 k v _ c
-    while read -r k v _; do [[ $k == VmRSS: ]] && total=$v; done <"/proc/$pid/status" 2>/dev/null || true
-    if [[ $tree == 1 ]]; then
-        for c in $(pgrep -P "$pid"); do
-            while read -r k v _; do [[ $k == VmRSS: ]] && total=$((total + v)); done <"/proc/$c/status" 2>/dev/null || true
-        done
-    fi
-    echo "$total"
+# While wrk runs, the sampler forks nothing (a fork on 2 shared cores shows
+# up in the latency tail at concurrency 1): builtins only, results in globals.
+exec {SLEEP_FD}<> <(:)
+nap() { read -r -t "$1" -u "$SLEEP_FD" _ || true; }
+
+# VmRSS of one process in kB -> $RSS_ONE (0 when gone).
+rss_one() {
+    local k v _
+    RSS_ONE=0
+    [[ -r /proc/$1/status ]] || return 0
+    while read -r k v _; do
+        if [[ $k == VmRSS: ]]; then RSS_ONE=$v; return 0; fi
+    done <"/proc/$1/status" 2>/dev/null || true
 }
-# CPU ticks (utime+stime, and of reaped children) of a process and its children.
+# Resident set of $SERVER_PID plus the children in $KIDS (gunicorn workers;
+# re-listed only when one of them is gone) -> $RSS_NOW.
+KIDS=
+rss_now() {
+    local tree=$1 c
+    rss_one "$SERVER_PID"
+    RSS_NOW=$RSS_ONE
+    [[ $tree == 1 ]] || return 0
+    for c in $KIDS; do [[ -e /proc/$c ]] || { KIDS=$(pgrep -P "$SERVER_PID" || true); break; }; done
+    for c in $KIDS; do
+        rss_one "$c"
+        RSS_NOW=$((RSS_NOW + RSS_ONE))
+    done
+}
+# CPU ticks (utime+stime, and of reaped children) of a process, plus its
+# live children when TREE=1.
 cpu_ticks() {
     local pid=$1 tree=$2 total=0 f c
     f=$(cat "/proc/$pid/stat" 2>/dev/null) || { echo 0; return; }
@@ -202,28 +221,27 @@ REDIS_PID=$(pgrep -x redis-server | head -1 || true)
 # run; writes its row to ROWFILE.
 measure() {
     local impl=$1 store=$2 ent=$3 conns=$4 dur=$5 port=$6 tree=$7 label=$8 rowfile=$9
-    local threads=$((conns < 2 ? conns : 2)) out wpid rss=0 r c0 c1 r0 r1 b0 b1 t0 t1 w=0 wt interval=0.2
-    [[ $tree == 1 ]] && interval=0.5
+    local threads=$((conns < 2 ? conns : 2)) out wpid rss=0 c0 c1 r0 r1 b0 b1 t0 t1 w interval=0.25
     out=$WORK/wrk-$label-$store-$ent-$conns.txt
+    [[ $tree == 1 ]] && KIDS=$(pgrep -P "$SERVER_PID" || true)
     c0=$(cpu_ticks "$SERVER_PID" "$tree")
     r0=$( [[ -n $REDIS_PID ]] && cpu_ticks "$REDIS_PID" 0 || echo 0)
     b0=$(busy_ticks)
     t0=$(date +%s.%N)
-    ENTITIES=$ent FEATURES=$FEATURES wrk -t"$threads" -c"$conns" -d"$dur" --timeout 30s -s "$LUA" \
-        "http://127.0.0.1:$port" >"$out" 2>&1 &
+    ENTITIES=$ent FEATURES=$FEATURES /usr/bin/time -f '%U %S' -o "$out.time" \
+        wrk -t"$threads" -c"$conns" -d"$dur" --timeout 30s -s "$LUA" "http://127.0.0.1:$port" >"$out" 2>&1 &
     wpid=$!
     while kill -0 "$wpid" 2>/dev/null; do
-        r=$(rss_kb "$SERVER_PID" "$tree")
-        ((r > rss)) && rss=$r
-        wt=$(cpu_ticks "$wpid" 0)
-        ((wt > w)) && w=$wt
-        sleep $interval
+        rss_now "$tree"
+        ((RSS_NOW > rss)) && rss=$RSS_NOW
+        nap $interval
     done
     wait "$wpid" || { cat "$out" >&2; die "wrk failed"; }
     t1=$(date +%s.%N)
     b1=$(busy_ticks)
     c1=$(cpu_ticks "$SERVER_PID" "$tree")
     r1=$( [[ -n $REDIS_PID ]] && cpu_ticks "$REDIS_PID" 0 || echo 0)
+    w=$(awk -v t="$TCK" '{printf "%d", ($1 + $2) * t}' "$out.time")
     local res
     res=$(grep '^RESULT ' "$out") || { cat "$out" >&2; die "no RESULT line from wrk"; }
     # impl store entities conns <RESULT key=value...> cpu% redis_cpu% wrk_cpu% other_cpu% rss_kb
