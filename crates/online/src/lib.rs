@@ -60,6 +60,8 @@ pub struct ReadRow {
 pub enum OnlineError {
     #[error("online store database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("online store database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("invalid name: {0}")]

@@ -1,28 +1,119 @@
 //! SQLite online store (feast-compat.md §6.1): table `<project>_<view>`,
 //! one row per (entity key, feature), timestamps as INTEGER seconds in
 //! columns declared `timestamp` (the SDK's converters need that name).
+//!
+//! DDL and writes go through sqlx. Reads use a small pool of rusqlite
+//! connections on the blocking pool: sqlx's SQLite driver hands every result
+//! row from its worker thread to the caller through a channel, and for a
+//! 100-key read those ~1,000 thread wake-ups cost far more than SQLite's
+//! own work.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use larder_model::rows::RowBatch;
 use prost::Message;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, SqlitePool};
 
 use crate::encode::value_text;
 use crate::{
-    OnlineError, OnlineStore, ReadAssembler, ReadRow, Result, ViewSchema, WriteStats, newest_per_key, table_name,
+    OnlineError, OnlineStore, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key, table_name,
 };
 
 /// SQLite allows 32,766 bound parameters per statement; 6 per row.
 const ROWS_PER_STATEMENT: usize = 5_000;
-const KEYS_PER_READ: usize = 30_000;
+/// Idle read connections kept open (more are opened under bursts and closed after).
+const IDLE_READERS: usize = 8;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    readers: Arc<Readers>,
+}
+
+/// Read connections, reused across requests so their prepared statements
+/// and page caches stay warm.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<rusqlite::Connection>>,
+}
+
+impl Readers {
+    fn take(&self) -> Result<rusqlite::Connection> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        let c = rusqlite::Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        c.busy_timeout(Duration::from_secs(30))?;
+        c.set_prepared_statement_cache_capacity(64);
+        Ok(c)
+    }
+
+    fn give(&self, c: rusqlite::Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_READERS {
+            idle.push(c);
+        }
+    }
+
+    /// One indexed point lookup per key (a cached statement), rows gathered
+    /// in request order.
+    fn read(&self, table: &str, keys: &[Vec<u8>], features: &[String]) -> Result<Vec<Option<ReadRow>>> {
+        let conn = self.take()?;
+        let out = read_keys(&conn, table, keys, features);
+        // A connection that failed is dropped rather than reused.
+        if out.is_ok() {
+            self.give(conn);
+        }
+        out
+    }
+}
+
+fn read_keys(
+    conn: &rusqlite::Connection,
+    table: &str,
+    keys: &[Vec<u8>],
+    features: &[String],
+) -> Result<Vec<Option<ReadRow>>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT feature_name, value, event_ts FROM \"{table}\" WHERE entity_key = ?1"
+    ))?;
+    let mut out = Vec::with_capacity(keys.len());
+    for key in keys {
+        let mut rows = stmt.query([key.as_slice()])?;
+        let mut found: Option<ReadRow> = None;
+        while let Some(row) = rows.next()? {
+            let name = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+            // Few features per request: a scan beats hashing.
+            let Some(i) = features.iter().position(|f| f == name) else {
+                continue;
+            };
+            let value = decode_value(
+                name,
+                row.get_ref(1)?
+                    .as_blob_or_null()
+                    .map_err(rusqlite::Error::from)?
+                    .unwrap_or(&[]),
+            )?;
+            let ts = row.get_ref(2)?.as_i64_or_null().map_err(rusqlite::Error::from)?;
+            let r = found.get_or_insert_with(|| ReadRow {
+                event_ts: i64::MIN,
+                values: vec![None; features.len()],
+            });
+            r.values[i] = Some(value);
+            if let Some(ts) = ts {
+                r.event_ts = r.event_ts.max(ts.saturating_mul(1_000_000_000));
+            }
+        }
+        out.push(found);
+    }
+    Ok(out)
 }
 
 impl SqliteStore {
@@ -41,7 +132,11 @@ impl SqliteStore {
             // 64 MiB of page cache keeps the B-tree's inner pages in memory during large writes.
             .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        Ok(Self { pool })
+        let readers = Arc::new(Readers {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(Self { pool, readers })
     }
 }
 
@@ -126,27 +221,14 @@ impl OnlineStore for SqliteStore {
         keys: &[Vec<u8>],
         features: &[String],
     ) -> Result<Vec<Option<ReadRow>>> {
-        let t = table_name(project, &view.name)?;
-        let mut out = ReadAssembler::new(features, keys.len());
-        for chunk in keys.chunks(KEYS_PER_READ) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
-            let sql = format!(
-                "SELECT entity_key, feature_name, value, event_ts FROM \"{t}\" WHERE entity_key IN ({placeholders})"
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for k in chunk {
-                q = q.bind(k.as_slice());
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                let ts: i64 = row.try_get(3)?;
-                out.add(
-                    row.try_get(0)?,
-                    row.try_get(1)?,
-                    row.try_get(2)?,
-                    Some(ts.saturating_mul(1_000_000_000)),
-                )?;
-            }
+        let table = table_name(project, &view.name)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out.finish(keys))
+        let readers = self.readers.clone();
+        let (keys, features) = (keys.to_vec(), features.to_vec());
+        tokio::task::spawn_blocking(move || readers.read(&table, &keys, &features))
+            .await
+            .map_err(|e| OnlineError::Config(format!("sqlite read task failed: {e}")))?
     }
 }
