@@ -330,15 +330,14 @@ async fn online_features(state: &AppState, body: Result<Bytes, BytesRejection>) 
         return Err(ApiError::bad_request("request features or a feature_service"));
     }
     let plan = state.plan(&features, service.as_deref()).await?;
-    let types = plan.key_types();
     let mut cols = Vec::with_capacity(entities.len());
     for (k, v) in entities {
         let vals = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
-        let converted: Vec<Value> = match types.get(k) {
+        let converted: Vec<Value> = match plan.key_type(k) {
             Some(t) => vals
                 .iter()
                 .enumerate()
-                .map(|(i, j)| match convert::json_to_value(j, *t) {
+                .map(|(i, j)| match convert::json_to_value(j, t) {
                     Ok(v) if v.val.is_some() => Ok(v),
                     Ok(_) => Err(ApiError::bad_request(format!(
                         "entities.{k}[{i}]: join keys must not be null"

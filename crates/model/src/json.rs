@@ -85,21 +85,71 @@ pub fn value_to_json(v: &Value) -> Json {
 
 /// RFC 3339 UTC with `Z`: no fraction when whole seconds, else 3, 6 or 9 digits.
 pub fn timestamp_to_json(ns: i64) -> String {
+    let mut out = String::with_capacity(30);
+    write_timestamp(&mut out, ns);
+    out
+}
+
+/// [`timestamp_to_json`] into a buffer. Every response carries one per
+/// value, so this avoids chrono's format-string interpretation.
+pub fn write_timestamp(out: &mut String, ns: i64) {
     let secs = ns.div_euclid(1_000_000_000);
     let nanos = ns.rem_euclid(1_000_000_000) as u32;
-    let Some(t) = chrono::DateTime::from_timestamp(secs, nanos) else {
-        return "1970-01-01T00:00:00Z".into();
-    };
-    let base = t.format("%Y-%m-%dT%H:%M:%S");
-    if nanos == 0 {
-        format!("{base}Z")
-    } else if nanos.is_multiple_of(1_000_000) {
-        format!("{base}.{:03}Z", nanos / 1_000_000)
-    } else if nanos.is_multiple_of(1_000) {
-        format!("{base}.{:06}Z", nanos / 1_000)
-    } else {
-        format!("{base}.{nanos:09}Z")
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400) as u32;
+    let (y, m, d) = civil_from_days(days);
+    if !(0..=9999).contains(&y) {
+        return out.push_str("1970-01-01T00:00:00Z");
     }
+    push_digits(out, y as u32, 4);
+    out.push('-');
+    push_digits(out, m, 2);
+    out.push('-');
+    push_digits(out, d, 2);
+    out.push('T');
+    push_digits(out, sod / 3600, 2);
+    out.push(':');
+    push_digits(out, sod / 60 % 60, 2);
+    out.push(':');
+    push_digits(out, sod % 60, 2);
+    let (fraction, width) = if nanos.is_multiple_of(1_000_000) {
+        (nanos / 1_000_000, 3)
+    } else if nanos.is_multiple_of(1_000) {
+        (nanos / 1_000, 6)
+    } else {
+        (nanos, 9)
+    };
+    if nanos != 0 {
+        out.push('.');
+        push_digits(out, fraction, width);
+    }
+    out.push('Z');
+}
+
+/// `n` as exactly `width` decimal digits (zero-padded; `width` ≤ 10).
+fn push_digits(out: &mut String, n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut n = n;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend(buf[..width].iter().map(|&b| char::from(b)));
+}
+
+/// (year, month, day) of a day count since 1970-01-01 in the proleptic
+/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// An entity-key value from text (CLI `--entity driver_id=1001`), typed by the join key.
@@ -123,6 +173,51 @@ pub fn parse_key_value(s: &str, t: FeatureType) -> Result<Value, String> {
 mod tests {
     use super::*;
     use larder_protos::feast::types::*;
+
+    /// The hand-written formatter agrees with chrono over the whole i64
+    /// nanosecond range (years 1677..2262).
+    #[test]
+    fn timestamps_match_chrono() {
+        let chrono_fmt = |ns: i64| {
+            let t = chrono::DateTime::from_timestamp(ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000) as u32)
+                .unwrap();
+            let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let n = t.timestamp_subsec_nanos();
+            match n {
+                0 => format!("{base}Z"),
+                n if n % 1_000_000 == 0 => format!("{base}.{:03}Z", n / 1_000_000),
+                n if n % 1_000 == 0 => format!("{base}.{:06}Z", n / 1_000),
+                n => format!("{base}.{n:09}Z"),
+            }
+        };
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut samples = vec![
+            0,
+            -1,
+            1,
+            i64::MIN,
+            i64::MAX,
+            951_782_400_000_000_000, // 2000-02-29
+            1_704_106_800_500_000_000,
+            1_704_106_800_000_001_000,
+        ];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut ns = x as i64;
+            // Also whole seconds and milliseconds, the common cases.
+            match x % 3 {
+                0 => ns = ns.div_euclid(1_000_000_000) * 1_000_000_000,
+                1 => ns = ns.div_euclid(1_000_000) * 1_000_000,
+                _ => {}
+            }
+            samples.push(ns);
+        }
+        for ns in samples {
+            assert_eq!(timestamp_to_json(ns), chrono_fmt(ns), "{ns}");
+        }
+    }
 
     fn v(val: Val) -> Value {
         Value { val: Some(val) }

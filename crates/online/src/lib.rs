@@ -15,6 +15,7 @@ pub mod encode;
 pub mod mysql;
 pub mod postgres;
 pub mod redis_store;
+pub mod resp;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -64,6 +65,8 @@ pub enum OnlineError {
     Sqlite(#[from] rusqlite::Error),
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    RedisRead(#[from] resp::RespError),
     #[error("invalid name: {0}")]
     InvalidName(String),
     #[error("invalid online store configuration: {0}")]

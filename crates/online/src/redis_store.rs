@@ -14,10 +14,18 @@ use prost::Message;
 use redis::aio::ConnectionManager;
 
 use crate::encode::{nanos_from_timestamp, redis_field, timestamp_from_nanos};
+use crate::resp;
 use crate::{OnlineError, OnlineStore, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key};
 
 /// Rows per pipeline: bounds memory and keeps each round trip moderate.
 const ROWS_PER_PIPELINE: usize = 2_000;
+/// Reads of at least this many keys go through [`resp::Pool`] (parsed in
+/// place, one connection per read); smaller ones share redis-rs's
+/// multiplexed connection, which batches concurrent requests into fewer
+/// socket reads and writes on both sides (on the 2-core dev machine, 1-key
+/// requests at 32 connections: 36–43k/s multiplexed vs 33–37k/s pooled;
+/// 100-key requests: ~3.0k/s multiplexed vs ~4.3k/s pooled).
+pub const POOLED_READ_MIN_KEYS: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
@@ -29,12 +37,23 @@ pub struct RedisSettings {
 
 pub struct RedisStore {
     conn: ConnectionManager,
+    /// Read path over plain TCP (TLS reads go through `conn`).
+    reads: Option<resp::Pool>,
     key_ttl_seconds: Option<u64>,
     skip_dedup: bool,
 }
 
-/// Translate Feast's connection string into a redis URL.
-pub fn redis_url(connection_string: &str) -> Result<String> {
+/// Feast's connection string, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Connection {
+    host_port: String,
+    db: u32,
+    ssl: bool,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+fn parse_connection_string(connection_string: &str) -> Result<Connection> {
     let mut host_port: Option<&str> = None;
     let (mut db, mut ssl, mut password, mut username) = ("0".to_string(), false, None, None);
     for part in connection_string.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -52,16 +71,32 @@ pub fn redis_url(connection_string: &str) -> Result<String> {
             }
         }
     }
-    let hp = host_port.unwrap_or("localhost:6379");
-    if db.parse::<u32>().is_err() {
-        return Err(OnlineError::Config(format!("redis db must be a number, got {db:?}")));
-    }
-    let auth = match (username, password) {
+    let db = db
+        .parse::<u32>()
+        .map_err(|_| OnlineError::Config(format!("redis db must be a number, got {db:?}")))?;
+    Ok(Connection {
+        host_port: host_port.unwrap_or("localhost:6379").to_string(),
+        db,
+        ssl,
+        username,
+        password,
+    })
+}
+
+/// Translate Feast's connection string into a redis URL.
+pub fn redis_url(connection_string: &str) -> Result<String> {
+    let c = parse_connection_string(connection_string)?;
+    let auth = match (&c.username, &c.password) {
         (Some(u), Some(p)) => format!("{u}:{p}@"),
         (None, Some(p)) => format!(":{p}@"),
         _ => String::new(),
     };
-    Ok(format!("{}://{auth}{hp}/{db}", if ssl { "rediss" } else { "redis" }))
+    Ok(format!(
+        "{}://{auth}{}/{}",
+        if c.ssl { "rediss" } else { "redis" },
+        c.host_port,
+        c.db
+    ))
 }
 
 /// Length of the v3 entity key at the start of `bytes` (to split off the project).
@@ -82,14 +117,24 @@ fn entity_key_len(bytes: &[u8]) -> Option<usize> {
 
 impl RedisStore {
     pub async fn connect(s: &RedisSettings) -> Result<Self> {
+        let parsed = parse_connection_string(&s.connection_string)?;
         let client = redis::Client::open(redis_url(&s.connection_string)?)?;
         // The client's default 500 ms response timeout fails large pipelines under load.
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(std::time::Duration::from_secs(60)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(10)));
         let conn = ConnectionManager::new_with_config(client, config).await?;
+        let reads = (!parsed.ssl).then(|| {
+            resp::Pool::new(resp::Endpoint {
+                addr: parsed.host_port.clone(),
+                db: parsed.db,
+                username: parsed.username.clone(),
+                password: parsed.password.clone(),
+            })
+        });
         Ok(Self {
             conn,
+            reads,
             key_ttl_seconds: s.key_ttl_seconds,
             skip_dedup: s.skip_dedup,
         })
@@ -218,6 +263,9 @@ impl OnlineStore for RedisStore {
         }
         let ts_field = format!("_ts:{}", view.name).into_bytes();
         let fields: Vec<[u8; 4]> = features.iter().map(|f| redis_field(&view.name, f)).collect();
+        if let Some(pool) = self.reads.as_ref().filter(|_| keys.len() >= POOLED_READ_MIN_KEYS) {
+            return read_resp(pool, project, keys, features, &fields, &ts_field).await;
+        }
         let mut pipe = redis::pipe();
         for k in keys {
             let cmd = pipe.cmd("HMGET").arg(Self::key(k, project));
@@ -249,6 +297,60 @@ impl OnlineStore for RedisStore {
             out.push(Some(ReadRow { event_ts, values: vals }));
         }
         Ok(out)
+    }
+}
+
+/// `online_read` over [`resp::Pool`]: one buffer of `HMGET`s out, fields
+/// decoded straight from the reply buffer.
+async fn read_resp(
+    pool: &resp::Pool,
+    project: &str,
+    keys: &[Vec<u8>],
+    features: &[String],
+    fields: &[[u8; 4]],
+    ts_field: &[u8],
+) -> Result<Vec<Option<ReadRow>>> {
+    let width = features.len();
+    let mut commands = Vec::with_capacity(keys.len() * (48 + project.len() + 10 * (width + 1)) + ts_field.len());
+    let mut key = Vec::with_capacity(64);
+    for k in keys {
+        key.clear();
+        key.extend_from_slice(k);
+        key.extend_from_slice(project.as_bytes());
+        let args = [&b"HMGET"[..], &key]
+            .into_iter()
+            .chain(fields.iter().map(|f| &f[..]))
+            .chain(std::iter::once(ts_field));
+        resp::encode_command(&mut commands, width + 3, args);
+    }
+    let mut out: Vec<Option<ReadRow>> = vec![None; keys.len()];
+    let mut bad: Option<OnlineError> = None;
+    pool.query_arrays(&commands, keys.len(), &mut |r, i, bytes| {
+        let (Some(bytes), Some(slot)) = (bytes, out.get_mut(r)) else {
+            return Ok(());
+        };
+        let row = slot.get_or_insert_with(|| ReadRow {
+            event_ts: 0,
+            values: vec![None; width],
+        });
+        if i == width {
+            if let Ok(t) = prost_types::Timestamp::decode(bytes) {
+                row.event_ts = nanos_from_timestamp(&t);
+            }
+        } else if let Some(f) = features.get(i) {
+            match decode_value(f, bytes) {
+                Ok(v) => row.values[i] = Some(v),
+                Err(e) => {
+                    bad.get_or_insert(e);
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    match bad {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 

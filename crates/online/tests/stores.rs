@@ -375,6 +375,76 @@ async fn projects_side_by_side(kind: Kind) {
     b.cleanup().await;
 }
 
+/// A read of many keys (Redis: the pooled in-place parser) answers exactly
+/// what one-key reads (Redis: the multiplexed connection) answer, in request
+/// order, with missing keys in between.
+async fn many_keys(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let p = project();
+    let (schema, names, values) = all_types();
+    b.store.update(&p, std::slice::from_ref(&schema), &[]).await.unwrap();
+    let ts = 1_704_106_800_000_000_000i64;
+    let batch = RowBatch {
+        features: names.clone().into(),
+        rows: (0..300)
+            .map(|i| {
+                let mut vals = values.clone();
+                vals[1] = v(Val::StringVal(format!("driver {i}")));
+                vals[3] = v(Val::Int64Val(i));
+                EntityRow {
+                    entity_key: key(i),
+                    event_ts: ts + i * 1_000_000_000,
+                    created_ts: None,
+                    values: vals,
+                }
+            })
+            .collect(),
+    };
+    b.store.online_write_batch(&p, &schema, &batch).await.unwrap();
+    // Every third key is missing; the rest are read back to front.
+    let ids: Vec<i64> = (0..450)
+        .rev()
+        .map(|i| if i % 3 == 0 { 10_000 + i } else { i % 300 })
+        .collect();
+    let keys: Vec<Vec<u8>> = ids.iter().map(|&i| key(i)).collect();
+    let all = b.store.online_read(&p, &schema, &keys, &names).await.unwrap();
+    assert_eq!(all.len(), keys.len());
+    for ((id, k), got) in ids.iter().zip(&keys).zip(&all) {
+        let one = b
+            .store
+            .online_read(&p, &schema, std::slice::from_ref(k), &names)
+            .await
+            .unwrap();
+        let same_row = match (got, &one[0]) {
+            (None, None) => true,
+            (Some(a), Some(b)) => {
+                a.event_ts == b.event_ts
+                    && a.values.len() == b.values.len()
+                    && a.values.iter().zip(&b.values).all(|(x, y)| match (x, y) {
+                        (None, None) => true,
+                        (Some(x), Some(y)) => same(x, y),
+                        _ => false,
+                    })
+            }
+            _ => false,
+        };
+        assert!(same_row, "{kind:?}: key {id}: {got:?} vs {:?}", one[0]);
+        if *id >= 10_000 {
+            assert!(got.is_none(), "{kind:?}: key {id} is missing");
+            continue;
+        }
+        let row = got.as_ref().unwrap_or_else(|| panic!("{kind:?}: key {id} present"));
+        assert_eq!(row.event_ts, b.stored_ts(ts + id * 1_000_000_000), "{kind:?}");
+        assert_eq!(
+            row.values[1].as_ref().unwrap().val,
+            Some(Val::StringVal(format!("driver {id}")))
+        );
+        assert_eq!(row.values[3].as_ref().unwrap().val, Some(Val::Int64Val(*id)));
+    }
+    b.store.teardown(&p, std::slice::from_ref(&schema)).await.unwrap();
+    b.cleanup().await;
+}
+
 macro_rules! per_store {
     ($name:ident, $f:ident) => {
         mod $name {
@@ -402,3 +472,4 @@ macro_rules! per_store {
 per_store!(round_trip_all_types, round_trip);
 per_store!(newer_row_wins, newer_wins);
 per_store!(two_projects, projects_side_by_side);
+per_store!(many_keys_in_one_read, many_keys);

@@ -126,12 +126,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Request column → join key value type, for converting request values.
-    pub fn key_types(&self) -> HashMap<String, i32> {
+    /// The join key value type of a request column, for converting request
+    /// values (`None`: no requested view is keyed by it).
+    pub fn key_type(&self, column: &str) -> Option<i32> {
         self.views
             .iter()
-            .flat_map(|v| v.keys.iter().map(|(_, col, t)| (col.clone(), *t)))
-            .collect()
+            .flat_map(|v| v.keys.iter())
+            .find(|(_, col, _)| col == column)
+            .map(|(_, _, t)| *t)
     }
 }
 
