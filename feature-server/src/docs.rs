@@ -2,78 +2,15 @@
 //! HTML and script served by the binary itself: it works without access to
 //! a CDN, which clusters often lack.
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::OpenApi;
 
-fn body(schema: Value) -> Value {
-    json!({"required": true, "content": {"application/json": {"schema": schema}}})
-}
-
-fn error_responses() -> Value {
-    json!({
-        "400": {"description": "Invalid request (message as a JSON string)"},
-        "404": {"description": "Unknown feature view or service (Feast error JSON, double-encoded)"},
-        "413": {"description": "Body larger than the limit"},
-        "422": {"description": "Body failed validation ({\"detail\": [...]})"}
-    })
-}
-
-/// The OpenAPI 3.1 description of the routes.
+/// The OpenAPI 3.1 document, generated from the handlers and their types
+/// ([`crate::api::ApiDoc`]).
 pub fn openapi() -> Value {
-    let df = json!({"type": "object", "additionalProperties": {"type": "array"}, "description": "Columnar table: column name → values"});
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Larder feature server", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Feast 0.67-compatible online serving API"},
-        "paths": {
-            "/get-online-features": {"post": {
-                "summary": "Read features for entity rows",
-                "requestBody": body(json!({"type": "object", "required": ["entities"], "properties": {
-                    "entities": {"type": "object", "additionalProperties": {"type": "array"}, "example": {"driver_id": [1001, 1002]}},
-                    "features": {"type": "array", "items": {"type": "string"}, "example": ["driver_hourly_stats:conv_rate"]},
-                    "feature_service": {"type": ["string", "null"]},
-                    "full_feature_names": {"type": "boolean", "default": false},
-                    "include_feature_view_version_metadata": {"type": "boolean", "default": false}}})),
-                "responses": {"200": {"description": "Columns of values, statuses and event timestamps",
-                    "content": {"application/json": {"schema": {"type": "object", "properties": {
-                        "metadata": {"type": "object", "properties": {"feature_names": {"type": "array", "items": {"type": "string"}}}},
-                        "results": {"type": "array", "items": {"type": "object", "properties": {
-                            "values": {"type": "array"},
-                            "statuses": {"type": "array", "items": {"type": "string", "enum": ["PRESENT", "NOT_FOUND", "NULL_VALUE", "OUTSIDE_MAX_AGE", "INVALID"]}},
-                            "event_timestamps": {"type": "array", "items": {"type": "string", "format": "date-time"}}}}}}}}}},
-                    "400": error_responses()["400"], "404": error_responses()["404"], "413": error_responses()["413"], "422": error_responses()["422"]}}},
-            "/push": {"post": {
-                "summary": "Write rows through a push source",
-                "requestBody": body(json!({"type": "object", "required": ["push_source_name", "df"], "properties": {
-                    "push_source_name": {"type": "string"}, "df": df,
-                    "to": {"type": "string", "enum": ["online", "offline", "online_and_offline"], "default": "online"},
-                    "allow_registry_cache": {"type": "boolean", "default": true},
-                    "transform_on_write": {"type": "boolean", "default": true}}})),
-                "responses": {"200": {"description": "Written (empty body)"}, "501": {"description": "Offline writes are not available"}}}},
-            "/write-to-online-store": {"post": {
-                "summary": "Write rows of one feature view",
-                "requestBody": body(json!({"type": "object", "required": ["feature_view_name", "df"], "properties": {
-                    "feature_view_name": {"type": "string"}, "df": df,
-                    "allow_registry_cache": {"type": "boolean", "default": true}}})),
-                "responses": {"200": {"description": "Written (body null)"}}}},
-            "/materialize": {"post": {
-                "summary": "Materialize [start_ts, end_ts)",
-                "parameters": [{"name": "async", "in": "query", "schema": {"type": "boolean"}}],
-                "requestBody": body(json!({"type": "object", "properties": {
-                    "start_ts": {"type": "string", "format": "date-time"}, "end_ts": {"type": "string", "format": "date-time"},
-                    "feature_views": {"type": "array", "items": {"type": "string"}},
-                    "disable_event_timestamp": {"type": "boolean", "default": false}}})),
-                "responses": {"200": {"description": "Done (body null)"}, "202": {"description": "Accepted (async)"}}}},
-            "/materialize-incremental": {"post": {
-                "summary": "Materialize from each view's last run up to end_ts",
-                "parameters": [{"name": "async", "in": "query", "schema": {"type": "boolean"}}],
-                "requestBody": body(json!({"type": "object", "required": ["end_ts"], "properties": {
-                    "end_ts": {"type": "string", "format": "date-time"},
-                    "feature_views": {"type": "array", "items": {"type": "string"}}}})),
-                "responses": {"200": {"description": "Done (body null)"}, "202": {"description": "Accepted (async)"}}}},
-            "/health": {"get": {"summary": "200 when the registry answers, 503 otherwise", "responses": {"200": {"description": "Healthy"}, "503": {"description": "Registry unavailable"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text exposition format"}}}}
-        }
-    })
+    let mut doc = crate::api::ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// A small self-contained page that lists the operations from
@@ -93,7 +30,13 @@ pre{background:#f5f5f5;padding:.6rem;overflow:auto;max-height:24rem}
 <p>Feast 0.67-compatible API. Machine-readable description: <a href="openapi.json">openapi.json</a>.</p>
 <div id="ops">Loading…</div>
 <script>
+let SPEC=null;
+function resolve(schema){
+  while(schema&&schema.$ref){schema=SPEC.components.schemas[schema.$ref.split("/").pop()];}
+  return schema;
+}
 function example(schema){
+  schema=resolve(schema);
   if(!schema||!schema.properties)return {};
   const o={};
   for(const [k,v] of Object.entries(schema.properties)){
@@ -104,6 +47,7 @@ function example(schema){
   return o;
 }
 fetch("openapi.json").then(r=>r.json()).then(spec=>{
+  SPEC=spec;
   const ops=document.getElementById("ops");ops.textContent="";
   for(const [path,methods] of Object.entries(spec.paths)){
     for(const [method,op] of Object.entries(methods)){

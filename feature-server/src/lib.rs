@@ -6,6 +6,7 @@
 //! cache), every view of a request is read with one batched call and views
 //! are read concurrently, and the response is written straight to bytes.
 
+pub mod api;
 pub mod convert;
 pub mod docs;
 pub mod encode;
@@ -250,8 +251,9 @@ fn str_list(m: &serde_json::Map<String, Json>, key: &str) -> Result<Vec<String>,
     }
 }
 
-fn table<'a>(m: &'a serde_json::Map<String, Json>, key: &str) -> Result<&'a serde_json::Map<String, Json>, ApiError> {
-    match m.get(key) {
+/// The JSON object under `key`, moved out of the body.
+fn take_table(m: &mut serde_json::Map<String, Json>, key: &str) -> Result<serde_json::Map<String, Json>, ApiError> {
+    match m.remove(key) {
         None => Err(ApiError::validation("missing", &[key], "Field required")),
         Some(Json::Object(t)) => Ok(t),
         Some(_) => Err(ApiError::validation(
@@ -260,6 +262,50 @@ fn table<'a>(m: &'a serde_json::Map<String, Json>, key: &str) -> Result<&'a serd
             "Input should be a valid dictionary",
         )),
     }
+}
+
+/// The request, field by field, each bad field with its own error.
+fn online_request(mut m: serde_json::Map<String, Json>) -> Result<api::GetOnlineFeaturesRequest, ApiError> {
+    Ok(api::GetOnlineFeaturesRequest {
+        entities: take_table(&mut m, "entities")?,
+        features: str_list(&m, "features")?,
+        feature_service: opt_str(&m, "feature_service")?,
+        full_feature_names: opt_bool(&m, "full_feature_names", false)?,
+    })
+}
+
+fn push_request(mut m: serde_json::Map<String, Json>) -> Result<api::PushRequest, ApiError> {
+    let push_source_name = opt_str(&m, "push_source_name")?
+        .ok_or_else(|| ApiError::validation("missing", &["push_source_name"], "Field required"))?;
+    let df = take_table(&mut m, "df")?;
+    let to = match opt_str(&m, "to")?.as_deref() {
+        None | Some("online") => api::PushMode::Online,
+        Some("offline") => api::PushMode::Offline,
+        Some("online_and_offline") => api::PushMode::OnlineAndOffline,
+        Some(other) => {
+            return Err(ApiError::validation(
+                "enum",
+                &["to"],
+                format!("Input should be 'online', 'offline' or 'online_and_offline', got {other:?}"),
+            ));
+        }
+    };
+    Ok(api::PushRequest {
+        push_source_name,
+        df,
+        to,
+        allow_registry_cache: opt_bool(&m, "allow_registry_cache", true)?,
+    })
+}
+
+fn write_request(mut m: serde_json::Map<String, Json>) -> Result<api::WriteToOnlineStoreRequest, ApiError> {
+    let feature_view_name = opt_str(&m, "feature_view_name")?
+        .ok_or_else(|| ApiError::validation("missing", &["feature_view_name"], "Field required"))?;
+    Ok(api::WriteToOnlineStoreRequest {
+        feature_view_name,
+        df: take_table(&mut m, "df")?,
+        allow_registry_cache: opt_bool(&m, "allow_registry_cache", true)?,
+    })
 }
 
 /// A request column that is not a join key of any requested view: keep it
@@ -275,6 +321,19 @@ fn loose_value(j: &Json) -> Value {
     Value { val }
 }
 
+/// Feast's `get_online_features` over HTTP.
+#[utoipa::path(
+    post,
+    path = "/get-online-features",
+    request_body = api::GetOnlineFeaturesRequest,
+    responses(
+        (status = 200, description = "Values, statuses and event times per requested column", body = api::OnlineFeaturesResponse),
+        (status = 400, description = "Invalid request (a JSON string): unknown feature, wrong key type, mismatched or empty entity columns, over a limit", body = String),
+        (status = 404, description = "Unknown feature view or service (Feast's error JSON inside a JSON string)", body = String),
+        (status = 413, description = "Body larger than the limit", body = String),
+        (status = 422, description = "A field has the wrong JSON type or is missing", body = api::ValidationErrorBody),
+    )
+)]
 async fn get_online_features(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
     match online_features(&state, body).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
@@ -283,11 +342,12 @@ async fn get_online_features(State(state): State<Arc<AppState>>, body: Result<By
 }
 
 async fn online_features(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Vec<u8>, ApiError> {
-    let m = body_json(body, state.limits.max_body_bytes)?;
-    let entities = table(&m, "entities")?;
-    let features = str_list(&m, "features")?;
-    let service = opt_str(&m, "feature_service")?;
-    let full = opt_bool(&m, "full_feature_names", false)?;
+    let api::GetOnlineFeaturesRequest {
+        entities,
+        features,
+        feature_service: service,
+        full_feature_names: full,
+    } = online_request(body_json(body, state.limits.max_body_bytes)?)?;
     if features.len() > state.limits.max_features {
         return Err(ApiError::bad_request(format!(
             "{} features requested; the limit is {}",
@@ -299,7 +359,7 @@ async fn online_features(state: &AppState, body: Result<Bytes, BytesRejection>) 
         return Err(ApiError::bad_request("entities must hold at least one join key column"));
     }
     let mut rows = None;
-    for (k, v) in entities {
+    for (k, v) in &entities {
         let a = v
             .as_array()
             .ok_or_else(|| ApiError::validation("list_type", &["entities", k], "Input should be a valid list"))?;
@@ -331,7 +391,7 @@ async fn online_features(state: &AppState, body: Result<Bytes, BytesRejection>) 
     }
     let plan = state.plan(&features, service.as_deref()).await?;
     let mut cols = Vec::with_capacity(entities.len());
-    for (k, v) in entities {
+    for (k, v) in &entities {
         let vals = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
         let converted: Vec<Value> = match plan.key_type(k) {
             Some(t) => vals
@@ -398,30 +458,37 @@ async fn write_rows(
     Ok(())
 }
 
+/// Write rows through a push source to every view it feeds.
+#[utoipa::path(
+    post,
+    path = "/push",
+    request_body = api::PushRequest,
+    responses(
+        (status = 200, description = "Written (empty body)"),
+        (status = 400, description = "A column is missing or has the wrong type (a JSON string)", body = String),
+        (status = 422, description = "Unknown push source (Feast's PushSourceNotFoundException), or a field failed validation", body = api::ValidationErrorBody),
+        (status = 501, description = "`to` offline or online_and_offline: this server has no offline-store writes", body = String),
+    )
+)]
 async fn push(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<StatusCode, ApiError> {
-    let m = body_json(body, state.limits.max_body_bytes)?;
-    let name = opt_str(&m, "push_source_name")?
-        .ok_or_else(|| ApiError::validation("missing", &["push_source_name"], "Field required"))?;
-    let df = table(&m, "df")?;
-    let to = opt_str(&m, "to")?.unwrap_or_else(|| "online".into());
-    let allow_cache = opt_bool(&m, "allow_registry_cache", true)?;
-    match to.as_str() {
-        "online" => {}
-        "offline" | "online_and_offline" => {
-            return Err(ApiError::Message {
-                status: StatusCode::NOT_IMPLEMENTED,
-                message: format!(
-                    "push to {to:?} needs offline-store writes, which this server does not have yet; use \"online\""
-                ),
-            });
-        }
-        other => {
-            return Err(ApiError::validation(
-                "enum",
-                &["to"],
-                format!("Input should be 'online', 'offline' or 'online_and_offline', got {other:?}"),
-            ));
-        }
+    let api::PushRequest {
+        push_source_name: name,
+        df,
+        to,
+        allow_registry_cache: allow_cache,
+    } = push_request(body_json(body, state.limits.max_body_bytes)?)?;
+    if to != api::PushMode::Online {
+        let to = if to == api::PushMode::Offline {
+            "offline"
+        } else {
+            "online_and_offline"
+        };
+        return Err(ApiError::Message {
+            status: StatusCode::NOT_IMPLEMENTED,
+            message: format!(
+                "push to {to:?} needs offline-store writes, which this server does not have yet; use \"online\""
+            ),
+        });
     }
     let targets: Vec<fc::FeatureView> = views(&state, allow_cache)
         .await?
@@ -451,7 +518,7 @@ async fn push(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
             .filter(|c| !c.is_empty())
             .collect();
         let created_cols: Vec<&str> = [created.as_str()].into_iter().filter(|c| !c.is_empty()).collect();
-        batches.push(convert::table_to_batch(df, v, &ts_cols, &created_cols)?);
+        batches.push(convert::table_to_batch(&df, v, &ts_cols, &created_cols)?);
     }
     for (v, b) in targets.iter().zip(&batches) {
         write_rows(&state, v, b).await?;
@@ -459,13 +526,25 @@ async fn push(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
     Ok(StatusCode::OK)
 }
 
+/// Write rows of one feature view (what the SDK's remote online store sends).
+#[utoipa::path(
+    post,
+    path = "/write-to-online-store",
+    request_body = api::WriteToOnlineStoreRequest,
+    responses(
+        (status = 200, description = "Written (body `null`)"),
+        (status = 400, description = "A column is missing or has the wrong type (a JSON string)", body = String),
+        (status = 404, description = "Unknown feature view (Feast's error JSON inside a JSON string)", body = String),
+        (status = 422, description = "A field failed validation", body = api::ValidationErrorBody),
+    )
+)]
 async fn write_to_online_store(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
     let run = async {
-        let m = body_json(body, state.limits.max_body_bytes)?;
-        let name = opt_str(&m, "feature_view_name")?
-            .ok_or_else(|| ApiError::validation("missing", &["feature_view_name"], "Field required"))?;
-        let df = table(&m, "df")?;
-        let allow_cache = opt_bool(&m, "allow_registry_cache", true)?;
+        let api::WriteToOnlineStoreRequest {
+            feature_view_name: name,
+            df,
+            allow_registry_cache: allow_cache,
+        } = write_request(body_json(body, state.limits.max_body_bytes)?)?;
         let view = views(&state, allow_cache)
             .await?
             .into_iter()
@@ -489,7 +568,7 @@ async fn write_to_online_store(State(state): State<Arc<AppState>>, body: Result<
             .into_iter()
             .filter(|c| !c.is_empty())
             .collect();
-        let batch = convert::table_to_batch(df, &view, &ts_cols, &created_cols)?;
+        let batch = convert::table_to_batch(&df, &view, &ts_cols, &created_cols)?;
         write_rows(&state, &view, &batch).await
     };
     match run.await {
@@ -498,14 +577,10 @@ async fn write_to_online_store(State(state): State<Arc<AppState>>, body: Result<
     }
 }
 
-#[derive(serde::Deserialize, Default)]
-struct MaterializeQuery {
-    #[serde(default, rename = "async")]
-    run_async: bool,
-}
+use api::MaterializeQuery;
 
-fn time_field(m: &serde_json::Map<String, Json>, key: &str) -> Result<Option<i64>, ApiError> {
-    match m.get(key) {
+fn time_field(value: Option<&Json>, key: &str) -> Result<Option<i64>, ApiError> {
+    match value {
         None | Some(Json::Null) => Ok(None),
         Some(j) => convert::timestamp_nanos(j)
             .map(Some)
@@ -566,40 +641,80 @@ async fn run_materialize(
     Ok(([(header::CONTENT_TYPE, "application/json")], "null").into_response())
 }
 
+/// Materialize `[start_ts, end_ts)` from the offline sources into the online store.
+#[utoipa::path(
+    post,
+    path = "/materialize",
+    params(api::MaterializeQuery),
+    request_body = api::MaterializeRequest,
+    responses(
+        (status = 200, description = "Done (body `null`)"),
+        (status = 202, description = "Accepted; runs in the background (`?async=true`)", body = api::MaterializeAccepted),
+        (status = 400, description = "Invalid window (a JSON string)", body = String),
+        (status = 404, description = "Unknown feature view", body = String),
+        (status = 422, description = "A field failed validation", body = api::ValidationErrorBody),
+        (status = 500, description = "A view failed; its interval is not recorded", body = String),
+    )
+)]
 async fn materialize(
     State(state): State<Arc<AppState>>,
     Query(q): Query<MaterializeQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let m = body_json(body, state.limits.max_body_bytes)?;
-    let views = str_list(&m, "feature_views")?;
-    let (start, end) = if opt_bool(&m, "disable_event_timestamp", false)? {
+    let mut m = body_json(body, state.limits.max_body_bytes)?;
+    let req = api::MaterializeRequest {
+        feature_views: str_list(&m, "feature_views")?,
+        disable_event_timestamp: opt_bool(&m, "disable_event_timestamp", false)?,
+        start_ts: m.remove("start_ts"),
+        end_ts: m.remove("end_ts"),
+    };
+    let (start, end) = if req.disable_event_timestamp {
         (0, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX))
     } else {
-        let s = time_field(&m, "start_ts")?
+        let s = time_field(req.start_ts.as_ref(), "start_ts")?
             .ok_or_else(|| ApiError::validation("missing", &["start_ts"], "Field required"))?;
-        let e =
-            time_field(&m, "end_ts")?.ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
+        let e = time_field(req.end_ts.as_ref(), "end_ts")?
+            .ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
         (s, e)
     };
     if start >= end {
         return Err(ApiError::bad_request("start_ts must be before end_ts"));
     }
-    run_materialize(state, q, views, Some((start, end)), end).await
+    run_materialize(state, q, req.feature_views, Some((start, end)), end).await
 }
 
+/// Materialize each view from the end of its last materialization up to `end_ts`.
+#[utoipa::path(
+    post,
+    path = "/materialize-incremental",
+    params(api::MaterializeQuery),
+    request_body = api::MaterializeIncrementalRequest,
+    responses(
+        (status = 200, description = "Done (body `null`)"),
+        (status = 202, description = "Accepted; runs in the background (`?async=true`)", body = api::MaterializeAccepted),
+        (status = 404, description = "Unknown feature view", body = String),
+        (status = 422, description = "A field failed validation", body = api::ValidationErrorBody),
+        (status = 500, description = "A view failed; its interval is not recorded", body = String),
+    )
+)]
 async fn materialize_incremental(
     State(state): State<Arc<AppState>>,
     Query(q): Query<MaterializeQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let m = body_json(body, state.limits.max_body_bytes)?;
-    let views = str_list(&m, "feature_views")?;
-    let end =
-        time_field(&m, "end_ts")?.ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
-    run_materialize(state, q, views, None, end).await
+    let mut m = body_json(body, state.limits.max_body_bytes)?;
+    let feature_views = str_list(&m, "feature_views")?;
+    let end_ts = m
+        .remove("end_ts")
+        .ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
+    let req = api::MaterializeIncrementalRequest { end_ts, feature_views };
+    let end = time_field(Some(&req.end_ts), "end_ts")?
+        .ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
+    run_materialize(state, q, req.feature_views, None, end).await
 }
 
+/// 200 when the registry answers, 503 otherwise.
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "Healthy"), (status = 503, description = "Registry unavailable")))]
 async fn health(State(state): State<Arc<AppState>>) -> StatusCode {
     match state.registry.uncached().list_projects().await {
         Ok(_) => StatusCode::OK,
@@ -610,6 +725,8 @@ async fn health(State(state): State<Arc<AppState>>) -> StatusCode {
     }
 }
 
+/// Prometheus metrics: requests and latency per endpoint, online-store read latency, registry cache age.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     if let Some(age) = state.registry.age().await {
         state.metrics.cache_age.set(age.as_secs_f64());

@@ -195,12 +195,7 @@ impl Conn {
     }
 
     /// Parse whatever complete elements the buffer holds.
-    fn parse(
-        &mut self,
-        replies: usize,
-        p: &mut Progress,
-        field: &mut OnField<'_>,
-    ) -> Result<(), RespError> {
+    fn parse(&mut self, replies: usize, p: &mut Progress, field: &mut OnField<'_>) -> Result<(), RespError> {
         while p.reply < replies {
             let Some((cr, next)) = line_end(&self.buf, self.pos) else {
                 return Ok(());
@@ -262,12 +257,7 @@ impl Conn {
 
     /// Read `replies` array replies; `field(reply, index, bytes)` sees every
     /// element (`None` for nil).
-    async fn read_arrays(
-        &mut self,
-        addr: &str,
-        replies: usize,
-        field: &mut OnField<'_>,
-    ) -> Result<(), RespError> {
+    async fn read_arrays(&mut self, addr: &str, replies: usize, field: &mut OnField<'_>) -> Result<(), RespError> {
         let mut p = Progress {
             reply: 0,
             remaining: None,
