@@ -308,26 +308,18 @@ impl ViewJob {
             .update(&self.project, std::slice::from_ref(&schema), &[])
             .await?;
         let mut rx = read_latest(source, read);
-        // Gather reader batches up to the store's preferred write size.
+        // Gather reader batches up to the store's preferred write size, and
+        // gather the next batch while the previous one is being written: the
+        // store (often another process) and the reader then work at once.
         let target = self
             .write_batch_rows
             .unwrap_or_else(|| self.online.preferred_batch_rows())
             .max(1);
-        let mut pending: Option<larder_model::rows::RowBatch> = None;
-        while let Some(batch) = rx.recv().await {
-            let batch = batch?;
-            match &mut pending {
-                Some(p) => p.rows.extend(batch.rows),
-                None => pending = Some(batch),
-            }
-            if pending.as_ref().is_some_and(|p| p.rows.len() >= target)
-                && let Some(full) = pending.take()
-            {
-                self.write(&schema, name, &full, rows).await?;
-            }
-        }
-        if let Some(rest) = pending.filter(|p| !p.rows.is_empty()) {
-            self.write(&schema, name, &rest, rows).await?;
+        let mut next = gather(&mut rx, target).await?;
+        while let Some(batch) = next {
+            let (written, gathered) = tokio::join!(self.write(&schema, name, &batch, rows), gather(&mut rx, target));
+            written?;
+            next = gathered?;
         }
         Ok(())
     }
@@ -344,6 +336,24 @@ impl ViewJob {
         self.progress.rows_written(name, stats.rows as u64);
         Ok(())
     }
+}
+
+/// Reader batches joined until they hold `target` rows or the reader is
+/// done; `None` once nothing is left.
+async fn gather(
+    rx: &mut tokio::sync::mpsc::Receiver<Result<larder_model::rows::RowBatch, larder_offline::OfflineError>>,
+    target: usize,
+) -> Result<Option<larder_model::rows::RowBatch>, ViewError> {
+    let mut pending: Option<larder_model::rows::RowBatch> = None;
+    while pending.as_ref().is_none_or(|p| p.rows.len() < target) {
+        let Some(batch) = rx.recv().await else { break };
+        let batch = batch?;
+        match &mut pending {
+            Some(p) => p.rows.extend(batch.rows),
+            None => pending = Some(batch),
+        }
+    }
+    Ok(pending.filter(|p| !p.rows.is_empty()))
 }
 
 fn ts(ns: i64) -> Timestamp {

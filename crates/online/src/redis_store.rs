@@ -3,13 +3,14 @@
 //! the little-endian murmur3 of `view:feature`, `_ts:<view>` holding a
 //! serialized `google.protobuf.Timestamp`.
 //!
-//! Writes are two pipelined round trips per batch: read the stored
-//! `_ts:<view>` of every key, then `HSET` only rows that are newer (Feast's
-//! rule: skip when the new time is not after the stored one). Reads are one
-//! pipelined `HMGET` per batch.
+//! Writes are two pipelined round trips per chunk of rows, several chunks
+//! in flight: read the stored `_ts:<view>` of every key, then `HSET` only
+//! rows that are newer (Feast's rule: skip when the new time is not after
+//! the stored one). Reads are one pipelined `HMGET` per key.
 
 use async_trait::async_trait;
-use larder_model::rows::RowBatch;
+use futures_util::StreamExt;
+use larder_model::rows::{EntityRow, RowBatch};
 use prost::Message;
 use redis::aio::ConnectionManager;
 
@@ -19,6 +20,8 @@ use crate::{OnlineError, OnlineStore, ReadRow, Result, ViewSchema, WriteStats, d
 
 /// Rows per pipeline: bounds memory and keeps each round trip moderate.
 const ROWS_PER_PIPELINE: usize = 2_000;
+/// Write pipelines of one batch in flight at once.
+const PIPELINES_IN_FLIGHT: usize = 8;
 /// Reads of at least this many keys go through [`resp::Pool`] (parsed in
 /// place, one connection per read); smaller ones share redis-rs's
 /// multiplexed connection, which batches concurrent requests into fewer
@@ -147,6 +150,58 @@ impl RedisStore {
         k
     }
 
+    /// Two pipelined round trips: the stored `_ts:<view>` of every key, then
+    /// `HSET` (and `EXPIRE`) of the rows that are newer. Returns the number of
+    /// rows skipped as older.
+    async fn write_chunk(
+        &self,
+        project: &str,
+        ts_field: &[u8],
+        fields: &[[u8; 4]],
+        chunk: &[&EntityRow],
+    ) -> Result<usize> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<Vec<u8>> = chunk.iter().map(|r| Self::key(&r.entity_key, project)).collect();
+        let stored: Vec<Option<Vec<u8>>> = if self.skip_dedup {
+            vec![None; chunk.len()]
+        } else {
+            let mut pipe = redis::pipe();
+            for k in &keys {
+                pipe.cmd("HGET").arg(k).arg(ts_field);
+            }
+            pipe.query_async(&mut conn).await?
+        };
+        let mut pipe = redis::pipe();
+        let (mut queued, mut skipped) = (0usize, 0usize);
+        let mut scratch = Vec::with_capacity(64);
+        for ((r, k), old) in chunk.iter().zip(&keys).zip(stored) {
+            if let Some(old) = old.and_then(|b| prost_types::Timestamp::decode(b.as_slice()).ok())
+                && r.event_ts <= nanos_from_timestamp(&old)
+            {
+                skipped += 1;
+                continue;
+            }
+            scratch.clear();
+            // Encoding into a Vec cannot fail (it grows as needed).
+            let _ = timestamp_from_nanos(r.event_ts).encode(&mut scratch);
+            let cmd = pipe.cmd("HSET").arg(k).arg(ts_field).arg(&scratch[..]);
+            for (f, v) in fields.iter().zip(&r.values) {
+                scratch.clear();
+                let _ = v.encode(&mut scratch);
+                cmd.arg(&f[..]).arg(&scratch[..]);
+            }
+            cmd.ignore();
+            if let Some(ttl) = self.key_ttl_seconds {
+                pipe.cmd("EXPIRE").arg(k).arg(ttl).ignore();
+            }
+            queued += 1;
+        }
+        if queued > 0 {
+            pipe.query_async::<()>(&mut conn).await?;
+        }
+        Ok(skipped)
+    }
+
     /// Remove one view's fields from every hash of the project.
     async fn drop_view(&self, project: &str, view: &ViewSchema) -> Result<()> {
         let mut fields: Vec<Vec<u8>> = view
@@ -204,51 +259,33 @@ impl OnlineStore for RedisStore {
     async fn online_write_batch(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats> {
         let ts_field = format!("_ts:{}", view.name).into_bytes();
         let fields: Vec<[u8; 4]> = batch.features.iter().map(|f| redis_field(&view.name, f)).collect();
+        // One row per key, so chunks never share a key and can be written concurrently.
         let rows = newest_per_key(&batch.rows);
-        let mut conn = self.conn.clone();
-        let mut stats = WriteStats {
-            rows: rows.len(),
-            skipped_older: 0,
-        };
+        // Several pipelines in flight keep Redis busy while the next one is encoded
+        // or the last reply is parsed.
+        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        let mut skipped = 0usize;
         for chunk in rows.chunks(ROWS_PER_PIPELINE) {
-            let keys: Vec<Vec<u8>> = chunk.iter().map(|r| Self::key(&r.entity_key, project)).collect();
-            let stored: Vec<Option<Vec<u8>>> = if self.skip_dedup {
-                vec![None; chunk.len()]
-            } else {
-                let mut pipe = redis::pipe();
-                for k in &keys {
-                    pipe.cmd("HGET").arg(k).arg(&ts_field);
-                }
-                pipe.query_async(&mut conn).await?
-            };
-            let mut pipe = redis::pipe();
-            let mut queued = 0usize;
-            for ((r, k), old) in chunk.iter().zip(&keys).zip(stored) {
-                if let Some(old) = old.and_then(|b| prost_types::Timestamp::decode(b.as_slice()).ok())
-                    && r.event_ts <= nanos_from_timestamp(&old)
-                {
-                    stats.skipped_older += 1;
-                    continue;
-                }
-                let cmd = pipe
-                    .cmd("HSET")
-                    .arg(k)
-                    .arg(&ts_field)
-                    .arg(timestamp_from_nanos(r.event_ts).encode_to_vec());
-                for (f, v) in fields.iter().zip(&r.values) {
-                    cmd.arg(&f[..]).arg(v.encode_to_vec());
-                }
-                cmd.ignore();
-                if let Some(ttl) = self.key_ttl_seconds {
-                    pipe.cmd("EXPIRE").arg(k).arg(ttl).ignore();
-                }
-                queued += 1;
+            if in_flight.len() >= PIPELINES_IN_FLIGHT
+                && let Some(done) = in_flight.next().await
+            {
+                skipped += done?;
             }
-            if queued > 0 {
-                pipe.query_async::<()>(&mut conn).await?;
-            }
+            in_flight.push(self.write_chunk(project, &ts_field, &fields, chunk));
         }
-        Ok(stats)
+        while let Some(done) = in_flight.next().await {
+            skipped += done?;
+        }
+        Ok(WriteStats {
+            rows: rows.len(),
+            skipped_older: skipped,
+        })
+    }
+
+    /// Large batches keep all pipelines busy: the in-flight window drains at
+    /// the end of every batch.
+    fn preferred_batch_rows(&self) -> usize {
+        50_000
     }
 
     async fn online_read(

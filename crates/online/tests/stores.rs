@@ -445,6 +445,72 @@ async fn many_keys(kind: Kind) {
     b.cleanup().await;
 }
 
+/// Batches larger than one write pipeline/statement (Redis writes several
+/// pipelines concurrently): every key lands, and per key the newer row wins.
+async fn large_batches(kind: Kind) {
+    let b = Backend::new(kind).await;
+    let p = project();
+    let schema = ViewSchema {
+        name: "big".into(),
+        features: vec![("n".into(), 4), ("s".into(), 2)],
+    };
+    let names: Vec<String> = vec!["n".into(), "s".into()];
+    b.store.update(&p, std::slice::from_ref(&schema), &[]).await.unwrap();
+    let t = 1_704_106_800_000_000_000i64;
+    let batch = |ts_of: &dyn Fn(i64) -> i64, tag: &str| RowBatch {
+        features: names.clone().into(),
+        rows: (0..7_000)
+            .map(|i| EntityRow {
+                entity_key: key(i),
+                event_ts: ts_of(i),
+                created_ts: None,
+                values: vec![v(Val::Int64Val(i)), v(Val::StringVal(format!("{tag}{i}")))],
+            })
+            .collect(),
+    };
+    let first = b
+        .store
+        .online_write_batch(&p, &schema, &batch(&|_| t, "first-"))
+        .await
+        .unwrap();
+    assert_eq!(first.rows, 7_000);
+    // Even keys get an older row (ignored), odd keys a newer one (kept).
+    let second = batch(
+        &|i| {
+            if i % 2 == 0 {
+                t - 1_000_000_000
+            } else {
+                t + 1_000_000_000
+            }
+        },
+        "second-",
+    );
+    let stats = b.store.online_write_batch(&p, &schema, &second).await.unwrap();
+    assert_eq!(stats.rows, 7_000);
+    if kind == Kind::Redis {
+        assert_eq!(stats.skipped_older, 3_500, "Redis counts the rows it skipped");
+    }
+    let ids: Vec<i64> = (0..7_000).step_by(7).chain([6_999]).collect();
+    let keys: Vec<Vec<u8>> = ids.iter().map(|&i| key(i)).collect();
+    let read = b.store.online_read(&p, &schema, &keys, &names).await.unwrap();
+    for (id, row) in ids.iter().zip(&read) {
+        let row = row.as_ref().unwrap_or_else(|| panic!("{kind:?}: key {id} present"));
+        let (tag, ts) = if id % 2 == 0 {
+            ("first-", t)
+        } else {
+            ("second-", t + 1_000_000_000)
+        };
+        assert_eq!(
+            row.values[1].as_ref().unwrap().val,
+            Some(Val::StringVal(format!("{tag}{id}"))),
+            "{kind:?}: key {id}"
+        );
+        assert_eq!(row.event_ts, b.stored_ts(ts), "{kind:?}: key {id}");
+    }
+    b.store.teardown(&p, std::slice::from_ref(&schema)).await.unwrap();
+    b.cleanup().await;
+}
+
 macro_rules! per_store {
     ($name:ident, $f:ident) => {
         mod $name {
@@ -473,3 +539,4 @@ per_store!(round_trip_all_types, round_trip);
 per_store!(newer_row_wins, newer_wins);
 per_store!(two_projects, projects_side_by_side);
 per_store!(many_keys_in_one_read, many_keys);
+per_store!(large_batches_newer_wins, large_batches);
