@@ -5,6 +5,8 @@
 //! interval and never stops the others; re-runs are idempotent because the
 //! stores keep the newest row per key.
 
+mod spill;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,8 @@ pub enum ViewError {
     Online(#[from] larder_online::OnlineError),
     #[error("registry: {0}")]
     Registry(#[from] larder_registry::RegistryError),
+    #[error("temporary sort files: {0}")]
+    Spill(#[from] std::io::Error),
 }
 
 /// Observes progress (the CLI draws bars with it; servers log).
@@ -316,10 +320,71 @@ impl ViewJob {
             .unwrap_or_else(|| self.online.preferred_batch_rows())
             .max(1);
         let mut next = gather(&mut rx, target).await?;
+        if self.online.prefers_key_order() && next.is_some() {
+            let second = gather(&mut rx, target).await?;
+            if second.is_some() {
+                return self
+                    .copy_sorted(&schema, name, [next, second], &mut rx, target, rows)
+                    .await;
+            }
+        }
         while let Some(batch) = next {
             let (written, gathered) = tokio::join!(self.write(&schema, name, &batch, rows), gather(&mut rx, target));
             written?;
             next = gathered?;
+        }
+        Ok(())
+    }
+
+    /// More than one batch for a store that wants key order: sort every
+    /// batch into a run on disk, then write the merged runs in key order.
+    async fn copy_sorted(
+        &self,
+        schema: &ViewSchema,
+        name: &str,
+        first: [Option<larder_model::rows::RowBatch>; 2],
+        rx: &mut tokio::sync::mpsc::Receiver<Result<larder_model::rows::RowBatch, larder_offline::OfflineError>>,
+        target: usize,
+        rows: &mut u64,
+    ) -> Result<(), ViewError> {
+        let blocking_failed = |e: tokio::task::JoinError| ViewError::Spill(std::io::Error::other(e));
+        let mut runs = tokio::task::spawn_blocking(spill::Runs::new)
+            .await
+            .map_err(blocking_failed)??;
+        let mut pending: Vec<larder_model::rows::RowBatch> = first.into_iter().flatten().collect();
+        loop {
+            // Write the gathered runs while the reader fills the next batch.
+            let push = tokio::task::spawn_blocking(move || -> std::io::Result<spill::Runs> {
+                for b in pending {
+                    runs.push(b)?;
+                }
+                Ok(runs)
+            });
+            let (pushed, gathered) = tokio::join!(push, gather(rx, target));
+            runs = pushed.map_err(blocking_failed)??;
+            match gathered? {
+                Some(b) => pending = vec![b],
+                None => break,
+            }
+        }
+        let mut merge = tokio::task::spawn_blocking(move || runs.merge(target))
+            .await
+            .map_err(blocking_failed)??;
+        let next_batch = |mut m: spill::Merge| {
+            tokio::task::spawn_blocking(move || {
+                let b = m.next_batch();
+                (m, b)
+            })
+        };
+        let (m, mut batch) = next_batch(merge).await.map_err(blocking_failed)?;
+        merge = m;
+        while let Some(b) = batch? {
+            // Merge the next batch while this one is written.
+            let (written, merged) = tokio::join!(self.write(schema, name, &b, rows), next_batch(merge));
+            written?;
+            let (m, nb) = merged.map_err(blocking_failed)?;
+            merge = m;
+            batch = nb;
         }
         Ok(())
     }

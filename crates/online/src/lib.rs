@@ -113,6 +113,12 @@ pub trait OnlineStore: Send + Sync {
         10_000
     }
 
+    /// Whether writes are much faster in entity-key order across batches
+    /// (the materializer then sorts through temporary files first).
+    fn prefers_key_order(&self) -> bool {
+        false
+    }
+
     /// Read many entity keys (v3 bytes) × `features` of one view in one
     /// round trip; `None` for keys the store does not hold.
     async fn online_read(

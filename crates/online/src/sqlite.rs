@@ -229,6 +229,12 @@ impl OnlineStore for SqliteStore {
         50_000
     }
 
+    /// Random keys make each commit rewrite most index pages (1 M entities:
+    /// 19.7 GiB written); in key order each page is written about once.
+    fn prefers_key_order(&self) -> bool {
+        true
+    }
+
     async fn online_read(
         &self,
         project: &str,
