@@ -20,9 +20,9 @@
 
 mod support;
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -31,101 +31,39 @@ use support::*;
 const START: &str = "2024-01-01T00:00:00";
 const END: &str = "2024-01-01T02:00:00";
 
-/// A running `larder registry-server`; killed (SIGKILL) on drop unless it
-/// already exited.
-struct RegistryServer {
-    child: Child,
-    port: u16,
-    log: PathBuf,
+/// Start `larder registry-server` on a free port and wait until it
+/// accepts TCP connections.
+fn start_registry_server(cfg: &Path, log: PathBuf) -> LarderProcess {
+    let cfg = cfg.to_str().unwrap().to_string();
+    LarderProcess::start(
+        "larder registry-server",
+        log,
+        &[
+            "LARDER_CONFIG",
+            "LARDER_PROJECT",
+            "LARDER_REGISTRY",
+            "LARDER_HOST",
+            "LARDER_REGISTRY_PORT",
+        ],
+        |port| {
+            [
+                "-c",
+                &cfg,
+                "registry-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ]
+            .map(String::from)
+            .into()
+        },
+        |port| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok(),
+    )
 }
 
-impl RegistryServer {
-    /// Spawn on a free port (bind 0, drop, spawn; retried if the port was
-    /// taken in between) and wait until it accepts TCP connections.
-    fn start(cfg: &Path, log: PathBuf) -> RegistryServer {
-        let mut last = String::new();
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let out = std::fs::File::create(&log).unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_larder"))
-                .args(["-c", cfg.to_str().unwrap(), "registry-server"])
-                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-                .env_remove("LARDER_CONFIG")
-                .env_remove("LARDER_PROJECT")
-                .env_remove("LARDER_REGISTRY")
-                .env_remove("LARDER_HOST")
-                .env_remove("LARDER_REGISTRY_PORT")
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .expect("spawn larder registry-server");
-            let mut server = RegistryServer {
-                child,
-                port,
-                log: log.clone(),
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Some(status) = server.child.try_wait().unwrap() {
-                    last = format!("exited with {status}: {}", server.log_text());
-                    break;
-                }
-                if TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok() {
-                    return server;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if server.child.try_wait().unwrap().is_none() {
-                panic!(
-                    "larder registry-server did not listen within 30s:\n{}",
-                    server.log_text()
-                );
-            }
-        }
-        panic!("larder registry-server did not start: {last}");
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then require exit code 0 within `within`; returns the time it took.
-    fn terminate(mut self, within: Duration) -> Duration {
-        let pid = self.child.id().to_string();
-        let started = Instant::now();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "registry-server exited with {status} after SIGTERM:\n{}",
-                    self.log_text()
-                );
-                return started.elapsed();
-            }
-            assert!(
-                started.elapsed() < within,
-                "registry-server still running {within:?} after SIGTERM:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for RegistryServer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+fn addr(server: &LarderProcess) -> String {
+    format!("127.0.0.1:{}", server.port)
 }
 
 fn text(out: &Output) -> String {
@@ -133,7 +71,7 @@ fn text(out: &Output) -> String {
 }
 
 /// Run the venv's `feast` CLI in `repo` (TZ=UTC); require success, return stdout.
-fn feast_cli(python: &Path, repo: &Path, args: &[&str], server: &RegistryServer) -> String {
+fn feast_cli(python: &Path, repo: &Path, args: &[&str], server: &LarderProcess) -> String {
     let started = Instant::now();
     let out = Command::new(python.parent().unwrap().join("feast"))
         .args(args)
@@ -285,10 +223,10 @@ fn round_trip(python: &Path, registry_url: &str, dir: &Path) {
         format!("project: growth\nregistry:\n  registry_type: sql\n  path: {registry_url}\n  cache_ttl_seconds: 1\n"),
     )
     .unwrap();
-    let server = RegistryServer::start(&cfg, dir.join("server.log"));
+    let server = start_registry_server(&cfg, dir.join("server.log"));
 
     let repo = dir.join("growth");
-    prepare_repo(python, &repo, &server.addr());
+    prepare_repo(python, &repo, &addr(&server));
 
     let out = feast_cli(python, &repo, &["apply"], &server);
     for what in [
@@ -360,7 +298,7 @@ fn round_trip(python: &Path, registry_url: &str, dir: &Path) {
         ds.join("feature_store.yaml"),
         format!(
             "project: driver_stats\nprovider: local\nregistry:\n  registry_type: remote\n  path: {}\nonline_store:\n  type: sqlite\n  path: data/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n",
-            server.addr()
+            addr(&server)
         ),
     )
     .unwrap();

@@ -15,9 +15,9 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -61,104 +61,45 @@ impl Online {
     }
 }
 
-/// A running `larder serve`; killed (SIGKILL) on drop unless it already exited.
-struct Server {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Spawn on free ports (bind 0, drop, spawn; retried if a port was taken
-    /// in between) and wait until `/health` answers 200.
-    fn start(cfg: &Path, log: PathBuf) -> Server {
-        let mut last = String::new();
-        for _ in 0..5 {
-            // Two distinct free ports: HTTP and the gRPC ServingService (the default
-            // 6567 would collide between tests running in parallel).
-            let (port, grpc_port) = {
-                let a = TcpListener::bind("127.0.0.1:0").unwrap();
-                let b = TcpListener::bind("127.0.0.1:0").unwrap();
-                (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
-            };
-            let out = std::fs::File::create(&log).unwrap();
-            let child = Command::new(env!("CARGO_BIN_EXE_larder"))
-                .args(["-c", cfg.to_str().unwrap(), "serve", "--host", "127.0.0.1"])
-                .args(["--port", &port.to_string(), "--grpc-port", &grpc_port.to_string()])
-                .env_remove("LARDER_CONFIG")
-                .env_remove("LARDER_PROJECT")
-                .env_remove("LARDER_REGISTRY")
-                .env_remove("LARDER_HOST")
-                .env_remove("LARDER_PORT")
-                .env_remove("LARDER_GRPC_PORT")
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out)
-                .spawn()
-                .expect("spawn larder serve");
-            let mut server = Server {
-                child,
-                port,
-                log: log.clone(),
-            };
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if let Some(status) = server.child.try_wait().unwrap() {
-                    last = format!("exited with {status}: {}", server.log_text());
-                    break;
+/// Start `larder serve` on free ports (HTTP and gRPC: the default 6567
+/// would collide between tests running in parallel) and wait until
+/// `/health` answers 200.
+fn start_serve(cfg: &Path, log: PathBuf) -> LarderProcess {
+    let cfg = cfg.to_str().unwrap().to_string();
+    LarderProcess::start(
+        "larder serve",
+        log,
+        &[
+            "LARDER_CONFIG",
+            "LARDER_PROJECT",
+            "LARDER_REGISTRY",
+            "LARDER_HOST",
+            "LARDER_PORT",
+            "LARDER_GRPC_PORT",
+        ],
+        |port| {
+            let grpc = loop {
+                let p = free_port();
+                if p != port {
+                    break p;
                 }
-                if let Some((200, _)) = raw_get(port, "/health") {
-                    return server;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            if server.child.try_wait().unwrap().is_none() {
-                panic!("larder serve did not answer /health within 30s:\n{}", server.log_text());
-            }
-        }
-        panic!("larder serve did not start: {last}");
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, then require exit code 0 within `within`; returns the time it took.
-    fn terminate(mut self, within: Duration) -> Duration {
-        let pid = self.child.id().to_string();
-        let started = Instant::now();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "larder serve exited with {status} after SIGTERM:\n{}",
-                    self.log_text()
-                );
-                return started.elapsed();
-            }
-            assert!(
-                started.elapsed() < within,
-                "larder serve still running {within:?} after SIGTERM:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+            };
+            [
+                "-c",
+                &cfg,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--grpc-port",
+                &grpc.to_string(),
+            ]
+            .map(String::from)
+            .into()
+        },
+        |port| matches!(raw_get(port, "/health"), Some((200, _))),
+    )
 }
 
 /// A minimal HTTP/1.1 GET (no curl): `(status, body)`, None if not reachable.
@@ -468,8 +409,8 @@ fn run(python: &Path, name: &'static str, online: &Online) {
 
     let cfg = repo.cfg.clone();
     let log = repo.path().join("serve.log");
-    let server = repo.timed("larder serve until /health", || Server::start(&cfg, log));
-    let url = server.url();
+    let server = repo.timed("larder serve until /health", || start_serve(&cfg, log));
+    let url = format!("http://127.0.0.1:{}", server.port);
     let client = repo.client_dir(&url);
 
     let push_id = SDK_PUSH_ID.to_string();

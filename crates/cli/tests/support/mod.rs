@@ -194,3 +194,115 @@ pub fn assert_success(what: &str, out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A `larder` server subcommand running in the background; killed
+/// (SIGKILL) on drop unless it already exited.
+pub struct LarderProcess {
+    child: std::process::Child,
+    /// The port it listens on (the first one `args` was given).
+    pub port: u16,
+    log: PathBuf,
+    what: String,
+}
+
+impl LarderProcess {
+    /// Spawn `larder <args(port)>` on a free port (bind 0, drop, spawn;
+    /// retried if the port was taken in between) with the `LARDER_*`
+    /// variables in `env_remove` unset, and wait up to 30 s until
+    /// `ready(port)`.
+    pub fn start(
+        what: &str,
+        log: PathBuf,
+        env_remove: &[&str],
+        args: impl Fn(u16) -> Vec<String>,
+        ready: impl Fn(u16) -> bool,
+    ) -> Self {
+        use std::process::Stdio;
+        use std::time::{Duration, Instant};
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let out = std::fs::File::create(&log).unwrap();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
+            cmd.args(args(port));
+            for v in env_remove {
+                cmd.env_remove(v);
+            }
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().unwrap())
+                .stderr(out)
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+            let mut server = LarderProcess {
+                child,
+                port,
+                log: log.clone(),
+                what: what.to_string(),
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Some(status) = server.child.try_wait().unwrap() {
+                    last = format!("exited with {status}: {}", server.log_text());
+                    break;
+                }
+                if ready(port) {
+                    return server;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if server.child.try_wait().unwrap().is_none() {
+                panic!("{what} was not ready within 30s:\n{}", server.log_text());
+            }
+        }
+        panic!("{what} did not start: {last}");
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then require exit code 0 within `within`; returns the time it took.
+    pub fn terminate(mut self, within: std::time::Duration) -> std::time::Duration {
+        let pid = self.child.id().to_string();
+        let started = std::time::Instant::now();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} failed");
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "{} exited with {status} after SIGTERM:\n{}",
+                    self.what,
+                    self.log_text()
+                );
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{} still running {within:?} after SIGTERM:\n{}",
+                self.what,
+                self.log_text()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for LarderProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
