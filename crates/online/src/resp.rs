@@ -255,6 +255,18 @@ impl Conn {
         Ok(())
     }
 
+    /// Send `commands`, then read their `replies` array replies.
+    async fn exchange(
+        &mut self,
+        commands: &[u8],
+        addr: &str,
+        replies: usize,
+        field: &mut OnField<'_>,
+    ) -> Result<(), RespError> {
+        self.send(commands, addr).await?;
+        self.read_arrays(addr, replies, field).await
+    }
+
     /// Read `replies` array replies; `field(reply, index, bytes)` sees every
     /// element (`None` for nil).
     async fn read_arrays(&mut self, addr: &str, replies: usize, field: &mut OnField<'_>) -> Result<(), RespError> {
@@ -292,6 +304,14 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
+    /// Keep a connection that is still in step: fully answered, or answered
+    /// with a server error (every reply was read); drop it otherwise.
+    fn settle(&self, conn: Conn, res: &Result<(), RespError>) {
+        if matches!(res, Ok(()) | Err(RespError::Server(_))) {
+            self.give(conn);
+        }
+    }
+
     fn give(&self, conn: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < IDLE_CONNECTIONS {
@@ -315,38 +335,19 @@ impl Pool {
                 untouched = false;
                 field(r, i, b)
             };
-            let res = match conn.send(commands, addr).await {
-                Ok(()) => conn.read_arrays(addr, replies, &mut guard).await,
-                Err(e) => Err(e),
-            };
-            match res {
-                Ok(()) => {
-                    self.give(conn);
-                    return Ok(());
-                }
-                Err(RespError::Server(m)) => {
-                    self.give(conn);
-                    return Err(RespError::Server(m));
-                }
-                // Stale connection (server restarted, idle timeout): retry on a new one
-                // unless the caller has already seen part of the answer.
-                Err(RespError::Io { .. }) if untouched => {}
-                Err(e) => return Err(e),
+            let res = conn.exchange(commands, addr, replies, &mut guard).await;
+            // Stale connection (server restarted, idle timeout): retry on a new one
+            // unless the caller has already seen part of the answer.
+            let stale = matches!(res, Err(RespError::Io { .. })) && untouched;
+            self.settle(conn, &res);
+            if !stale {
+                return res;
             }
         }
         let mut conn = Conn::open(&self.endpoint).await?;
-        conn.send(commands, addr).await?;
-        match conn.read_arrays(addr, replies, field).await {
-            Ok(()) => {
-                self.give(conn);
-                Ok(())
-            }
-            Err(RespError::Server(m)) => {
-                self.give(conn);
-                Err(RespError::Server(m))
-            }
-            Err(e) => Err(e),
-        }
+        let res = conn.exchange(commands, addr, replies, field).await;
+        self.settle(conn, &res);
+        res
     }
 }
 
