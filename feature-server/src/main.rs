@@ -9,10 +9,7 @@ use anyhow::{Context, Result, anyhow};
 use clap::Parser;
 use larder_feature_server::run::{ServeArgs, serve};
 
-/// glibc malloc serialized the servers' worker threads on its arena lock
-/// (a quarter of CPU time under load); mimalloc keeps per-thread heaps.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+larder_runtime::global_allocator!();
 
 #[derive(Parser)]
 #[command(
@@ -49,5 +46,5 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    larder_feature_server::run::run_binary("info", run(Args::parse()))
+    larder_runtime::run_binary("info", run(Args::parse()))
 }

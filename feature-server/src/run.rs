@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use larder_config::Settings;
 use larder_registry::RegistryConfig;
+use larder_runtime::tls::PemPair;
 
 use crate::{AppState, Limits};
 
@@ -60,6 +61,13 @@ fn store_kind(cfg: &larder_online::OnlineStoreConfig) -> &'static str {
 }
 
 pub async fn serve(settings: &Settings, registry: &RegistryConfig, project: &str, args: &ServeArgs) -> Result<()> {
+    // Read first: a bad file is a startup error naming it, before any
+    // connection or port.
+    let tls = PemPair::load_optional(args.tls_cert.as_deref(), args.tls_key.as_deref())?;
+    let https = tls
+        .as_ref()
+        .map(|pair| pair.rustls_config(&[b"h2", b"http/1.1"]))
+        .transpose()?;
     let reg = larder_registry::config::open_cached(registry)
         .await
         .with_context(|| format!("cannot open {}", registry.describe()))?;
@@ -75,83 +83,42 @@ pub async fn serve(settings: &Settings, registry: &RegistryConfig, project: &str
         .with_context(|| format!("cannot listen on {addr}"))?;
     let state = Arc::new(state);
     // One signal stops both servers; each drains its in-flight requests.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        crate::shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let shutdown = larder_runtime::shutdown::on_signal();
     let grpc = if args.grpc_port != 0 {
         let gaddr = format!("{}:{}", args.host, args.grpc_port);
         let glistener = tokio::net::TcpListener::bind(&gaddr)
             .await
             .with_context(|| format!("cannot listen on {gaddr}"))?;
         eprintln!("gRPC ServingService on {gaddr}");
-        let identity = match (&args.tls_cert, &args.tls_key) {
-            (Some(c), Some(k)) => Some(tonic::transport::Identity::from_pem(
-                std::fs::read(c).with_context(|| format!("cannot read {}", c.display()))?,
-                std::fs::read(k).with_context(|| format!("cannot read {}", k.display()))?,
-            )),
-            _ => None,
-        };
         Some(tokio::spawn(crate::grpc::serve(
             glistener,
             state.clone(),
-            identity,
-            stopped(stop_rx.clone()),
+            tls.as_ref().map(PemPair::tonic_identity),
+            shutdown.wait(),
         )))
     } else {
         None
     };
-    match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => {
-            let tls = crate::tls::server_config(c, k, &[b"h2", b"http/1.1"])?;
+    match https {
+        Some(tls) => {
             eprintln!(
                 "serving project {project} on https://{addr} ({}; {})",
                 registry.describe(),
                 online_cfg.describe()
             );
-            crate::serve_tls(listener, tls, state, stopped(stop_rx)).await?;
+            crate::serve_tls(listener, tls, state, shutdown.wait()).await?;
         }
-        _ => {
+        None => {
             eprintln!(
                 "serving project {project} on http://{addr} ({}; {})",
                 registry.describe(),
                 online_cfg.describe()
             );
-            crate::serve(listener, state, stopped(stop_rx)).await?;
+            crate::serve(listener, state, shutdown.wait()).await?;
         }
     }
     if let Some(g) = grpc {
         g.await.context("gRPC server task")?.context("gRPC server")?;
     }
     Ok(())
-}
-
-/// The shared `main` of Larder's binaries: logs to stderr (`RUST_LOG`
-/// overrides `default_level`), a multi-threaded runtime, and the error
-/// chain printed with exit status 1.
-pub fn run_binary(default_level: &str, job: impl Future<Output = Result<()>>) -> std::process::ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(job) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
 }

@@ -15,8 +15,8 @@ use larder_online::OnlineStore;
 use larder_registry::Registry;
 use larder_registry::cache::CachedRegistry;
 use larder_registry::file::FileRegistry;
+use larder_testkit::{PgDatabase, REDIS_ADDR, unique_name};
 use serde_json::{Value, json};
-use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor};
 use tower::ServiceExt;
 
 const START: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
@@ -32,16 +32,8 @@ struct Server {
     app: axum::Router,
     state: Arc<AppState>,
     _dir: tempfile::TempDir,
-    pg_db: Option<String>,
-}
-
-async fn admin(sql: &str) {
-    sqlx::any::install_default_drivers();
-    let mut c = AnyConnection::connect("postgres://root@127.0.0.1:5432/postgres")
-        .await
-        .unwrap();
-    c.execute(AssertSqlSafe(sql.to_string())).await.unwrap();
-    let _ = c.close().await;
+    /// The PostgreSQL store's database, dropped with the server.
+    _pg: Option<PgDatabase>,
 }
 
 impl Server {
@@ -52,13 +44,13 @@ impl Server {
         let docs = larder_model::load::load_paths(&[manifests]).unwrap();
         let catalog = larder_model::validate::validate(docs).unwrap();
         // A project of its own, so Redis keys never collide between tests.
-        let project = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let project = unique_name("t");
         for o in larder_model::convert::to_feast(&catalog, &project) {
             if !matches!(o, larder_model::feast::FeastObject::Project(_)) {
                 reg.apply(&project, o).await.unwrap();
             }
         }
-        let mut pg_db = None;
+        let mut pg = None;
         let online: Arc<dyn OnlineStore> = match store {
             Store::Sqlite => Arc::new(
                 larder_online::sqlite::SqliteStore::open(&dir.path().join("online.db"))
@@ -67,7 +59,7 @@ impl Server {
             ),
             Store::Redis => Arc::new(
                 larder_online::redis_store::RedisStore::connect(&larder_online::redis_store::RedisSettings {
-                    connection_string: "127.0.0.1:6379".into(),
+                    connection_string: REDIS_ADDR.into(),
                     key_ttl_seconds: Some(600),
                     skip_dedup: false,
                 })
@@ -75,19 +67,18 @@ impl Server {
                 .unwrap(),
             ),
             Store::Postgres => {
-                let db = format!("larder_fs_{}", uuid::Uuid::new_v4().simple());
-                admin(&format!("CREATE DATABASE {db}")).await;
+                let db = PgDatabase::create("larder_fs").await;
                 let s = larder_online::postgres::PostgresSettings {
-                    host: "127.0.0.1".into(),
-                    port: 5432,
-                    database: db.clone(),
+                    host: db.host().into(),
+                    port: db.port(),
+                    database: db.name().into(),
                     db_schema: "public".into(),
-                    user: "root".into(),
+                    user: db.user().into(),
                     password: None,
                     sslmode: "disable".into(),
                     max_conn: 4,
                 };
-                pg_db = Some(db);
+                pg = Some(db);
                 Arc::new(larder_online::postgres::PostgresStore::connect(&s).await.unwrap())
             }
         };
@@ -109,13 +100,7 @@ impl Server {
             app: router(state.clone()),
             state,
             _dir: dir,
-            pg_db,
-        }
-    }
-
-    async fn cleanup(self) {
-        if let Some(db) = self.pg_db {
-            admin(&format!("DROP DATABASE {db} WITH (FORCE)")).await;
+            _pg: pg,
         }
     }
 
@@ -252,7 +237,6 @@ async fn reads(store: Store) {
         .post("/materialize-incremental", json!({"end_ts": "2024-01-03T01:00:00"}))
         .await;
     assert_eq!(st, StatusCode::OK, "{body}");
-    s.cleanup().await;
 }
 
 #[tokio::test]
@@ -344,7 +328,6 @@ async fn bad_input_is_a_clear_4xx() {
     let (st, text) = s.call("GET", "/docs", "").await;
     assert_eq!(st, StatusCode::OK);
     assert!(text.contains("openapi.json"));
-    s.cleanup().await;
 }
 
 /// gRPC ServingService and health on a real socket.
@@ -475,7 +458,6 @@ async fn grpc_serving_service() {
 
     let _ = tx.send(());
     server.await.unwrap().unwrap();
-    s.cleanup().await;
 }
 
 /// HTTPS with a self-signed certificate (made with openssl), checked with curl.
@@ -548,5 +530,4 @@ async fn https() {
     assert!(err.to_string().contains("nope.pem"), "{err}");
     let _ = tx.send(());
     server.await.unwrap().unwrap();
-    s.cleanup().await;
 }

@@ -8,10 +8,7 @@ use anyhow::{Result, anyhow};
 use clap::Parser;
 use larder_registry_server::run::{RegistryServerArgs, run};
 
-/// glibc malloc serialized the servers' worker threads on its arena lock
-/// (a quarter of CPU time under load); mimalloc keeps per-thread heaps.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+larder_runtime::global_allocator!();
 
 #[derive(Parser)]
 #[command(
@@ -35,25 +32,5 @@ async fn main_async(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(main_async(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    larder_runtime::run_binary("info", main_async(Args::parse()))
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use larder_registry::RegistryConfig;
+use larder_runtime::tls::PemPair;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RegistryServerArgs {
@@ -23,42 +24,20 @@ pub struct RegistryServerArgs {
 }
 
 pub async fn run(registry: &RegistryConfig, args: &RegistryServerArgs) -> Result<()> {
+    // Read first: a bad file is a startup error naming it, before any
+    // connection or port.
+    let identity =
+        PemPair::load_optional(args.tls_cert.as_deref(), args.tls_key.as_deref())?.map(|pair| pair.tonic_identity());
     let reg = larder_registry::config::open_cached(registry)
         .await
         .with_context(|| format!("cannot open {}", registry.describe()))?;
-    let identity = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(tonic::transport::Identity::from_pem(
-            std::fs::read(c).with_context(|| format!("cannot read {}", c.display()))?,
-            std::fs::read(k).with_context(|| format!("cannot read {}", k.display()))?,
-        )),
-        _ => None,
-    };
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     eprintln!("registry server on {addr} ({})", registry.describe());
-    crate::serve(listener, reg, identity, shutdown_signal())
+    crate::serve(listener, reg, identity, larder_runtime::shutdown::signal())
         .await
         .context("registry server")?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: draining in-flight calls");
 }

@@ -11,6 +11,7 @@ use larder_protos::feast::registry as fr;
 use larder_protos::feast::registry::registry_server_client::RegistryServerClient;
 use larder_registry::cache::CachedRegistry;
 use larder_registry::sql::SqlRegistry;
+use larder_testkit::objects;
 use tonic::transport::Channel;
 
 struct Harness {
@@ -59,17 +60,11 @@ impl Harness {
     }
 }
 
+/// Entity `name` (INT64 join key `<name>_id`) tagged with its team.
 fn entity(name: &str, team: &str) -> fc::Entity {
-    fc::Entity {
-        spec: Some(fc::EntitySpecV2 {
-            name: name.into(),
-            join_key: format!("{name}_id"),
-            value_type: 4,
-            tags: [("team".to_string(), team.to_string())].into_iter().collect(),
-            ..Default::default()
-        }),
-        meta: None,
-    }
+    let mut e = objects::entity(name, &format!("{name}_id"));
+    e.spec.as_mut().unwrap().tags.insert("team".into(), team.into());
+    e
 }
 
 fn details(s: &tonic::Status) -> serde_json::Value {

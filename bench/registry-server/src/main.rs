@@ -11,7 +11,8 @@ use clap::Parser;
 use larder_protos::feast::core as fc;
 use larder_protos::feast::registry as fr;
 use larder_protos::feast::registry::registry_server_client::RegistryServerClient;
-use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor};
+use larder_testkit::objects::{ValueType, ViewBuilder};
+use larder_testkit::{SqlDatabase, SqlServer};
 
 #[derive(Parser)]
 struct Args {
@@ -32,23 +33,12 @@ struct Stats {
     acked: usize,
 }
 
+/// Ten FLOAT features over entity `driver`; no entity column, source or version.
 fn view(name: &str) -> fc::FeatureView {
-    fc::FeatureView {
-        spec: Some(fc::FeatureViewSpec {
-            name: name.into(),
-            entities: vec!["driver".into()],
-            features: (0..10)
-                .map(|i| fc::FeatureSpecV2 {
-                    name: format!("f{i}"),
-                    value_type: 6,
-                    ..Default::default()
-                })
-                .collect(),
-            online: true,
-            ..Default::default()
-        }),
-        meta: None,
-    }
+    ViewBuilder::new(name)
+        .entity("driver")
+        .with_features(ValueType::Float, (0..10).map(|i| format!("f{i}")))
+        .build()
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -60,30 +50,16 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[i.clamp(1, v.len()) - 1]
 }
 
-async fn admin(url: &str, sql: &str) -> Result<()> {
-    let mut c = AnyConnection::connect(url).await?;
-    c.execute(AssertSqlSafe(sql.to_string())).await?;
-    c.close().await?;
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    sqlx::any::install_default_drivers();
-    let db = format!("larder_bench_rs_{}", uuid::Uuid::new_v4().simple());
-    admin(&args.pg_admin, &format!("CREATE DATABASE {db}"))
+    // A fresh database next to the maintenance one, dropped at the end (by
+    // the guard, should the run fail).
+    let db = SqlDatabase::create_on(SqlServer::Postgres, &args.pg_admin, "larder_bench_rs")
         .await
         .context("create database")?;
-    let url = args
-        .pg_admin
-        .rsplit_once('/')
-        .map(|(base, _)| format!("{base}/{db}"))
-        .context("admin URL")?;
-    let result = run(&args, &url).await;
-    admin(&args.pg_admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .await
-        .context("drop database")?;
+    let result = run(&args, db.url()).await;
+    db.remove().await.context("drop database")?;
     result
 }
 

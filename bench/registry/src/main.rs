@@ -142,8 +142,9 @@ async fn main() -> ExitCode {
         r = run(&args, &admin) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
-    // The run's registries, pools, temp dir and Feast child are gone by now.
-    admin.drop_all().await;
+    // The run's registries, pools, temp dir and Feast child are gone by now,
+    // and so are its databases (their guards dropped them, also after an
+    // error or Ctrl-C).
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -183,17 +184,17 @@ async fn run(args: &Args, admin: &Admin) -> Result<()> {
                     Server::MySql
                 };
                 let db = admin.create(server, "larder").await?;
-                progress(&format!("{}: fresh database {}", b.name(), db.name));
+                progress(&format!("{}: fresh database {}", b.name(), db.name()));
                 let result = async {
                     let reg: Arc<dyn Registry> = Arc::new(
-                        SqlRegistry::connect(&db.url, args.pool)
+                        SqlRegistry::connect(db.url(), args.pool)
                             .await
-                            .with_context(|| format!("connect Larder's registry to {}", db.url))?,
+                            .with_context(|| format!("connect Larder's registry to {}", db.url()))?,
                     );
                     bench_backend(b.name(), reg, Mode::OneByOne, n, args, true).await
                 }
                 .await;
-                let dropped = admin.drop(&db).await.context("drop the benchmark database");
+                let dropped = db.remove().await.context("drop the benchmark database");
                 larder.push(result?);
                 dropped?;
             }
@@ -367,12 +368,12 @@ async fn run_feast(
         match b {
             Backend::Postgres => {
                 let db = admin.create(Server::Postgres, "feast").await?;
-                targets.postgres = Some(db::sqlalchemy_url(&db.url));
+                targets.postgres = Some(db.feast_url());
                 databases.push(db);
             }
             Backend::Mysql => {
                 let db = admin.create(Server::MySql, "feast").await?;
-                targets.mysql = Some(db::sqlalchemy_url(&db.url));
+                targets.mysql = Some(db.feast_url());
                 databases.push(db);
             }
             Backend::Sqlite => targets.sqlite = Some(tmp.join("feast-sqlite.db")),
@@ -397,8 +398,8 @@ async fn run_feast(
     };
     let report = feast::run(&python, &targets, &opts).await;
     // The Feast databases are not needed any more, whatever happened.
-    for db in &databases {
-        admin.drop(db).await.context("drop a Feast benchmark database")?;
+    for db in databases {
+        db.remove().await.context("drop a Feast benchmark database")?;
     }
     let report = report?;
     ensure!(

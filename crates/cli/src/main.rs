@@ -11,16 +11,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use larder_model::feast::{FeastKind, FeastObject};
-use larder_model::{convert, load, validate};
-use larder_online::ViewSchema;
-use larder_registry::plan::{Action, plan};
+use larder_apply::Action;
+use larder_model::feast::FeastKind;
+use larder_model::{load, validate};
 use larder_registry::{Registry, RegistryConfig};
 
-/// glibc malloc serialized the servers' worker threads on its arena lock
-/// (a quarter of CPU time under load); mimalloc keeps per-thread heaps.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+larder_runtime::global_allocator!();
 
 #[derive(Parser)]
 #[command(
@@ -138,7 +134,7 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    larder_feature_server::run::run_binary(level, run(cli))
+    larder_runtime::run_binary(level, run(cli))
 }
 
 async fn run(cli: Cli) -> Result<()> {
@@ -212,27 +208,11 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("teardown deletes every object of every project in the registry; pass --yes to confirm");
             }
             let reg = open(&settings).await?;
-            if settings.online_store.is_some() {
-                let cfg = settings.online_store()?;
-                let online = larder_online::open(&cfg)
-                    .await
-                    .with_context(|| format!("cannot open {}", cfg.describe()))?;
-                for p in reg.list_projects().await? {
-                    let project = p.spec.map(|s| s.name).unwrap_or_default();
-                    let views: Vec<ViewSchema> = reg
-                        .list(&project, FeastKind::FeatureView)
-                        .await?
-                        .iter()
-                        .filter_map(|o| match o {
-                            FeastObject::FeatureView(v) => Some(ViewSchema::from_proto(v)),
-                            _ => None,
-                        })
-                        .collect();
-                    online.teardown(&project, &views).await?;
-                }
+            let online = open_online(&settings).await?;
+            larder_apply::teardown(reg.as_ref(), online.as_deref()).await?;
+            if online.is_some() {
                 println!("online tables removed");
             }
-            reg.teardown().await?;
             println!("registry removed");
             Ok(())
         }
@@ -271,23 +251,10 @@ fn project_for_reads(settings: &larder_config::Settings) -> Result<String> {
 async fn apply(settings: &larder_config::Settings, files: &[PathBuf], prune: bool, dry_run: bool) -> Result<()> {
     let docs = load::load_paths(files)?;
     let catalog = validate::validate(docs)?;
-    let declared = catalog.projects();
-    let project = match (&settings.project, declared.as_slice()) {
-        (_, [a, b, ..]) => bail!("the manifests declare several FeatureStores ({a}, {b}); apply one project at a time"),
-        (Some(p), [d]) if p != d => {
-            bail!(
-                "the manifests declare project {d} but the configuration selects {p}; use --project {d} or fix the manifests"
-            )
-        }
-        (Some(p), _) => p.clone(),
-        (None, [d]) => d.to_string(),
-        (None, []) => bail!("no project: add a FeatureStore manifest, set `project` in larder.yaml, or pass --project"),
-    };
-    larder_model::names::check_project(&project).map_err(|e| anyhow!("project: {e}"))?;
-    let desired = convert::to_feast(&catalog, &project);
+    let desired = larder_apply::Desired::from_catalog(&catalog, settings.project.as_deref())?;
     let reg = open(settings).await?;
-    let changes = plan(reg.as_ref(), &project, &desired, prune).await?;
     if dry_run {
+        let changes = larder_apply::plan(reg.as_ref(), &desired, prune).await?;
         for c in &changes {
             let mark = match c.action {
                 Action::Create => '+',
@@ -297,66 +264,33 @@ async fn apply(settings: &larder_config::Settings, files: &[PathBuf], prune: boo
             };
             println!("{mark} {:<9} {} {}", c.action.as_str(), c.kind, c.name);
         }
-        print_summary(&changes.iter().map(|c| c.action).collect::<Vec<_>>());
+        println!("{}", larder_apply::Applied { changes }.summary());
         return Ok(());
     }
-    let deletes: Vec<(FeastKind, String)> = changes
-        .iter()
-        .filter(|c| c.action == Action::Delete)
-        .map(|c| (c.kind, c.name.clone()))
-        .collect();
-    let names: Vec<(FeastKind, String)> = desired.iter().map(|o| (o.kind(), o.name().to_string())).collect();
     // Online tables follow the registry, as with `feast apply`, when an online store is configured.
-    let mut removed_views = Vec::new();
-    for (kind, name) in &deletes {
-        if *kind == FeastKind::FeatureView
-            && let Some(FeastObject::FeatureView(v)) = reg.get(&project, FeastKind::FeatureView, name).await?
-        {
-            removed_views.push(ViewSchema::from_proto(&v));
-        }
+    let online = open_online(settings).await?;
+    let applied = larder_apply::apply(reg.as_ref(), online.as_deref(), desired, prune).await?;
+    for c in &applied.changes {
+        let done = match c.action {
+            Action::Create => "created",
+            Action::Update => "updated",
+            Action::Unchanged => "unchanged",
+            Action::Delete => "deleted",
+        };
+        println!("{done:<9} {} {}", c.kind, c.name);
     }
-    let kept_views: Vec<ViewSchema> = desired
-        .iter()
-        .filter_map(|o| match o {
-            FeastObject::FeatureView(v) if v.spec.as_ref().is_some_and(|s| s.online) => Some(ViewSchema::from_proto(v)),
-            _ => None,
-        })
-        .collect();
-    let outcomes = reg.apply_all(&project, desired, deletes.clone()).await?;
-    if settings.online_store.is_some() {
-        let cfg = settings.online_store()?;
-        let online = larder_online::open(&cfg)
-            .await
-            .with_context(|| format!("cannot open {}", cfg.describe()))?;
-        online
-            .update(&project, &kept_views, &removed_views)
-            .await
-            .with_context(|| format!("registry applied, but provisioning the {} failed", cfg.describe()))?;
-    }
-    let mut actions = Vec::new();
-    for ((kind, name), outcome) in names.iter().zip(outcomes) {
-        println!("{:<9} {kind} {name}", outcome.as_str());
-        actions.push(match outcome {
-            larder_registry::ApplyOutcome::Created => Action::Create,
-            larder_registry::ApplyOutcome::Updated => Action::Update,
-            larder_registry::ApplyOutcome::Unchanged => Action::Unchanged,
-        });
-    }
-    for (kind, name) in &deletes {
-        println!("{:<9} {kind} {name}", "deleted");
-        actions.push(Action::Delete);
-    }
-    print_summary(&actions);
+    println!("{}", applied.summary());
     Ok(())
 }
 
-fn print_summary(actions: &[Action]) {
-    let count = |a: Action| actions.iter().filter(|x| **x == a).count();
-    println!(
-        "{} created, {} updated, {} unchanged, {} deleted",
-        count(Action::Create),
-        count(Action::Update),
-        count(Action::Unchanged),
-        count(Action::Delete)
-    );
+/// The configured online store, if any.
+async fn open_online(settings: &larder_config::Settings) -> Result<Option<Arc<dyn larder_online::OnlineStore>>> {
+    if settings.online_store.is_none() {
+        return Ok(None);
+    }
+    let cfg = settings.online_store()?;
+    let online = larder_online::open(&cfg)
+        .await
+        .with_context(|| format!("cannot open {}", cfg.describe()))?;
+    Ok(Some(online))
 }

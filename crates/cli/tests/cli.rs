@@ -5,6 +5,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use larder_testkit::{MySqlDatabase, PgDatabase, SqliteFile};
 use support::*;
 
 /// A copy of the example manifests (with the data path made absolute) to mutate.
@@ -166,24 +167,20 @@ async fn bad_input_file_registry() {
 
 #[tokio::test]
 async fn bad_input_sqlite_registry() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("registry.db");
-    let url = format!("sqlite:///{}", db.display());
-    bad_input_changes_nothing(&url, Snapshot::Sql(format!("sqlite://{}", db.display()))).await;
+    let db = SqliteFile::new("registry.db");
+    bad_input_changes_nothing(&db.feast_url(), Snapshot::Sql(db.url())).await;
 }
 
 #[tokio::test]
 async fn bad_input_postgres_registry() {
-    let db = TestDb::new(DbKind::Postgres).await;
-    let url = db.url();
-    bad_input_changes_nothing(&url, Snapshot::Sql(url.replace("postgresql://", "postgres://"))).await;
-    db.drop().await;
+    let db = PgDatabase::create("larder_cli").await;
+    bad_input_changes_nothing(&db.postgresql_url(), Snapshot::Sql(db.url().to_string())).await;
 }
 
 #[tokio::test]
 async fn apply_plan_prune_get_delete_on_mariadb() {
-    let db = TestDb::new(DbKind::MySql).await;
-    let reg = db.url();
+    let db = MySqlDatabase::create("larder_cli").await;
+    let reg = db.url().to_string();
     let tmp = tempfile::tempdir().unwrap();
     let m = manifests_copy(tmp.path());
     let m_str = m.to_str().unwrap();
@@ -259,7 +256,6 @@ async fn apply_plan_prune_get_delete_on_mariadb() {
     larder_ok(&["--registry", &reg, "teardown", "--yes"]);
     let ls = larder_ok(&["--registry", &reg, "--project", "driver_stats", "ls", "featureviews"]);
     assert!(!ls.contains("driver_hourly_stats"), "{ls}");
-    db.drop().await;
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod support;
 
 use std::path::Path;
 
+use larder_testkit::PgDatabase;
 use serde_json::Value;
 use support::*;
 
@@ -36,9 +37,15 @@ fn check_example(python: &Path, repo_dir: &Path) {
 #[tokio::test]
 async fn feast_reads_larder_postgres_registry() {
     let Some(python) = feast_python() else { return };
-    let db = TestDb::new(DbKind::Postgres).await;
+    let db = PgDatabase::create("larder_cli").await;
     let manifests = example_dir().join("manifests");
-    larder_ok(&["--registry", &db.url(), "apply", "-f", manifests.to_str().unwrap()]);
+    larder_ok(&[
+        "--registry",
+        &db.postgresql_url(),
+        "apply",
+        "-f",
+        manifests.to_str().unwrap(),
+    ]);
     let dir = tempfile::tempdir().unwrap();
     // schema_mode: verify proves all 14 tables exist without letting the SDK create any.
     write_feature_store_yaml(
@@ -49,7 +56,6 @@ async fn feast_reads_larder_postgres_registry() {
         ),
     );
     check_example(&python, dir.path());
-    db.drop().await;
 }
 
 #[tokio::test]
@@ -167,7 +173,7 @@ fn check_growth(registry: &str, repo_dir: &Path) {
 #[tokio::test]
 async fn larder_reads_feast_postgres_registry() {
     let Some(python) = feast_python() else { return };
-    let db = TestDb::new(DbKind::Postgres).await;
+    let db = PgDatabase::create("larder_cli").await;
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("growth");
     let out = feast_script(
@@ -180,8 +186,7 @@ async fn larder_reads_feast_postgres_registry() {
         ],
     );
     assert_success("feast apply", &out);
-    check_growth(&db.url(), &repo);
-    db.drop().await;
+    check_growth(&db.postgresql_url(), &repo);
 }
 
 #[tokio::test]

@@ -19,6 +19,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use larder_testkit::{PgDatabase, RedisDb};
 use serde_json::Value;
 use support::*;
 
@@ -39,9 +40,6 @@ const FEATURES: [&str; 10] = [
     "city",
     "is_premium",
 ];
-/// Dedicated Redis logical databases (flushed first), one per test.
-const REDIS_DB_FORWARD: u8 = 11;
-const REDIS_DB_REVERSE: u8 = 12;
 
 /// 1001, 1500, 2000, the missing id, then every other driver: the request
 /// order is not sorted, and every driver's newest row gets compared.
@@ -61,8 +59,9 @@ fn feature_refs() -> String {
 
 enum Online<'a> {
     Sqlite,
-    Redis(u8),
-    Postgres(&'a TestDb),
+    /// A logical database leased to the test (flushed before and after).
+    Redis(&'a RedisDb),
+    Postgres(&'a PgDatabase),
 }
 
 /// A temp repo dir whose feature_store.yaml both `larder -c` and
@@ -85,13 +84,13 @@ impl Repo {
         };
         let store = match online {
             Online::Sqlite => format!("  type: sqlite\n  path: {d}/online.db\n"),
-            Online::Redis(n) => {
-                flush_redis(*n);
-                format!("  type: redis\n  connection_string: \"127.0.0.1:6379,db={n}\"\n")
-            }
+            Online::Redis(db) => format!("  type: redis\n  connection_string: \"{}\"\n", db.connection_string()),
             Online::Postgres(db) => format!(
-                "  type: postgres\n  host: 127.0.0.1\n  port: 5432\n  database: {}\n  db_schema: feast_online\n  user: root\n  password: unused\n  sslmode: disable\n",
-                db.name
+                "  type: postgres\n  host: {}\n  port: {}\n  database: {}\n  db_schema: feast_online\n  user: {}\n  password: unused\n  sslmode: disable\n",
+                db.host(),
+                db.port(),
+                db.name(),
+                db.user()
             ),
         };
         let yaml = format!(
@@ -203,12 +202,6 @@ impl Repo {
     }
 }
 
-fn flush_redis(db: u8) {
-    let client = redis::Client::open(format!("redis://127.0.0.1:6379/{db}")).unwrap();
-    let mut c = client.get_connection().expect("redis at 127.0.0.1:6379");
-    redis::cmd("FLUSHDB").query::<()>(&mut c).expect("FLUSHDB");
-}
-
 /// Larder writes, Feast and Larder read.
 fn forward(python: &Path, name: &'static str, online: &Online) {
     let mut repo = Repo::new(name, online);
@@ -239,16 +232,15 @@ fn sqlite_larder_materialize_feast_reads() {
 #[test]
 fn redis_larder_materialize_feast_reads() {
     let Some(python) = feast_python() else { return };
-    forward(&python, "redis forward", &Online::Redis(REDIS_DB_FORWARD));
-    flush_redis(REDIS_DB_FORWARD);
+    let redis = RedisDb::lease();
+    forward(&python, "redis forward", &Online::Redis(&redis));
 }
 
 #[tokio::test]
 async fn postgres_larder_materialize_feast_reads() {
     let Some(python) = feast_python() else { return };
-    let db = TestDb::new(DbKind::Postgres).await;
+    let db = PgDatabase::create("larder_cli").await;
     forward(&python, "postgres forward", &Online::Postgres(&db));
-    db.drop().await;
 }
 
 #[test]
@@ -260,16 +252,15 @@ fn sqlite_feast_materialize_larder_reads() {
 #[test]
 fn redis_feast_materialize_larder_reads() {
     let Some(python) = feast_python() else { return };
-    reverse(&python, "redis reverse", &Online::Redis(REDIS_DB_REVERSE));
-    flush_redis(REDIS_DB_REVERSE);
+    let redis = RedisDb::lease();
+    reverse(&python, "redis reverse", &Online::Redis(&redis));
 }
 
 #[tokio::test]
 async fn postgres_feast_materialize_larder_reads() {
     let Some(python) = feast_python() else { return };
-    let db = TestDb::new(DbKind::Postgres).await;
+    let db = PgDatabase::create("larder_cli").await;
     reverse(&python, "postgres reverse", &Online::Postgres(&db));
-    db.drop().await;
 }
 
 /// `--feature-service driver_activity --full-feature-names`: the same

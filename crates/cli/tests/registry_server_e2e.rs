@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use larder_testkit::PgDatabase;
 use serde_json::Value;
 use support::*;
 
@@ -341,14 +342,14 @@ fn round_trip(python: &Path, registry_url: &str, dir: &Path) {
 #[tokio::test]
 async fn feast_through_registry_server_postgres() {
     let Some(python) = feast_python() else { return };
-    let db = TestDb::new(DbKind::Postgres).await;
+    let db = PgDatabase::create("larder_cli").await;
     let dir = tempfile::tempdir().unwrap();
-    let url = db.url();
+    let url = db.postgresql_url();
     let p = python.clone();
     let d = dir.path().to_path_buf();
     // Blocking work (processes, waits) off the runtime; the DB is dropped afterwards either way.
     let r = tokio::task::spawn_blocking(move || round_trip(&p, &url, &d)).await;
-    db.drop().await;
+    drop(db);
     if let Err(e) = r {
         std::panic::resume_unwind(e.into_panic());
     }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use larder_testkit::RedisDb;
 use serde_json::{Value, json};
 use support::*;
 
@@ -44,15 +45,13 @@ const SDK_PUSH_ID: i64 = 900_001;
 const SDK_WRITE_ID: i64 = 900_002;
 const RAW_PUSH_ID: i64 = 900_101;
 const RAW_WRITE_ID: i64 = 900_102;
-/// Dedicated Redis logical database (flushed before and after).
-const REDIS_DB: u8 = 9; // bench/serve uses 13, online_e2e 11 and 12
-
-enum Online {
+enum Online<'a> {
     Sqlite,
-    Redis(u8),
+    /// A logical database leased to the test (flushed before and after).
+    Redis(&'a RedisDb),
 }
 
-impl Online {
+impl Online<'_> {
     fn kind(&self) -> &'static str {
         match self {
             Online::Sqlite => "sqlite",
@@ -139,12 +138,6 @@ fn curl(method: &str, url: &str, body: Option<&Value>) -> (u16, String) {
     (code.trim().parse().expect("status code"), body.to_string())
 }
 
-fn flush_redis(db: u8) {
-    let client = redis::Client::open(format!("redis://127.0.0.1:6379/{db}")).unwrap();
-    let mut c = client.get_connection().expect("redis at 127.0.0.1:6379");
-    redis::cmd("FLUSHDB").query::<()>(&mut c).expect("FLUSHDB");
-}
-
 fn feature_refs() -> String {
     FEATURES
         .iter()
@@ -168,10 +161,7 @@ impl Repo {
         let d = dir.path().display();
         let store = match online {
             Online::Sqlite => format!("  type: sqlite\n  path: {d}/online.db\n"),
-            Online::Redis(n) => {
-                flush_redis(*n);
-                format!("  type: redis\n  connection_string: \"127.0.0.1:6379,db={n}\"\n")
-            }
+            Online::Redis(db) => format!("  type: redis\n  connection_string: \"{}\"\n", db.connection_string()),
         };
         let yaml = format!(
             "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 5\nonline_store:\n{store}offline_store:\n  type: file\nentity_key_serialization_version: 3\n"
@@ -480,6 +470,6 @@ fn sqlite_feast_remote_client() {
 #[test]
 fn redis_feast_remote_client() {
     let Some(python) = feast_python() else { return };
-    run(&python, "serve redis", &Online::Redis(REDIS_DB));
-    flush_redis(REDIS_DB);
+    let redis = RedisDb::lease();
+    run(&python, "serve redis", &Online::Redis(&redis));
 }

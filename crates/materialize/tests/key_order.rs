@@ -31,6 +31,9 @@ impl OnlineStore for Recording {
     async fn update(&self, p: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> larder_online::Result<()> {
         self.inner.update(p, keep, remove).await
     }
+    async fn ping(&self) -> larder_online::Result<()> {
+        self.inner.ping().await
+    }
     async fn teardown(&self, p: &str, views: &[ViewSchema]) -> larder_online::Result<()> {
         self.inner.teardown(p, views).await
     }

@@ -1,5 +1,5 @@
 //! PostgreSQL sources against the local server (127.0.0.1:5432, trust auth):
-//! each test creates its own database and drops it at the end.
+//! each test gets a database of its own (larder-testkit), dropped at the end.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,48 +9,29 @@ use larder_model::types::FeatureType;
 use larder_offline::{OfflineError, ReadSpec, SourceLocation, SourceSpec, read_latest};
 use larder_protos::feast::types::value::Val;
 use larder_protos::feast::types::{EntityKey, FloatList, Int64List, StringList, Value};
+use larder_testkit::PgDatabase;
 use sqlx::{Connection, Executor, PgConnection};
 
-const ADMIN_URL: &str = "postgres://root@127.0.0.1:5432/postgres";
 /// 2024-01-01T00:00:00Z in ns.
 const BASE_NS: i64 = 1_704_067_200_000_000_000;
 const HOUR_NS: i64 = 3_600_000_000_000;
 
+/// A database of the test's own with `setup` applied, dropped with it.
 struct TestDb {
-    name: String,
     url: String,
+    _db: PgDatabase,
 }
 
 impl TestDb {
     async fn new(setup: &[&str]) -> TestDb {
-        let name = format!("larder_off_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(ADMIN_URL)
-            .await
-            .expect("PostgreSQL at 127.0.0.1:5432");
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        let url = format!("postgres://root@127.0.0.1:5432/{name}");
+        let db = PgDatabase::create("larder_off").await;
+        let url = db.url().to_string();
         let mut conn = PgConnection::connect(&url).await.unwrap();
         for sql in setup {
             conn.execute(sqlx::AssertSqlSafe(sql.to_string())).await.unwrap();
         }
         conn.close().await.unwrap();
-        TestDb { name, url }
-    }
-
-    async fn drop(self) {
-        let mut admin = PgConnection::connect(ADMIN_URL).await.unwrap();
-        admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            )))
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
+        TestDb { url, _db: db }
     }
 
     fn source(&self, table: Option<&str>, query: Option<&str>) -> SourceSpec {
@@ -187,7 +168,6 @@ async fn table_source_distinct_on_ties_window_and_types() {
     assert_eq!(d2.values[7], val(Val::JsonVal("[1]".into())));
     assert_eq!(d2.values[8], val(Val::DecimalVal("3.75".into())));
     assert_eq!(d2.values[9], val(Val::Int64Val(2)));
-    db.drop().await;
 }
 
 #[tokio::test]
@@ -224,7 +204,6 @@ async fn field_mapping_query_source_and_small_batches() {
         val(Val::StringVal("Lisbon".into()))
     );
     assert_eq!(got[&key("driver", Val::Int64Val(3))].values[0], val(Val::Int64Val(300)));
-    db.drop().await;
 }
 
 #[tokio::test]
@@ -268,7 +247,6 @@ async fn string_keys_timestamp_without_zone_and_schema_qualified_table() {
         ]
     );
     assert_eq!(got[&k("u1", "us")].values[1], Value::default());
-    db.drop().await;
 }
 
 #[tokio::test]
@@ -341,7 +319,6 @@ async fn errors_name_the_column_and_the_source() {
         matches!(err, OfflineError::Postgres { .. }) && !err.to_string().contains("secret"),
         "{err}"
     );
-    db.drop().await;
 }
 
 #[tokio::test]
@@ -373,5 +350,4 @@ async fn from_feast_postgres_source_reads() {
         got[&key("driver_id", Val::Int64Val(2))].values[0],
         val(Val::FloatVal(0.3))
     );
-    db.drop().await;
 }

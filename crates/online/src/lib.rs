@@ -100,6 +100,9 @@ pub trait OnlineStore: Send + Sync {
     /// Create tables/indexes for `keep` and drop those of `remove`. Idempotent.
     async fn update(&self, project: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()>;
 
+    /// One round trip to the store, so the operator can tell a reachable store from a dead one.
+    async fn ping(&self) -> Result<()>;
+
     /// Drop everything the store holds for these views.
     async fn teardown(&self, project: &str, views: &[ViewSchema]) -> Result<()>;
 

@@ -78,6 +78,11 @@ impl MySqlStore {
 
 #[async_trait]
 impl OnlineStore for MySqlStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn update(&self, project: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
         for v in keep {
             let t = table_name(project, &v.name)?;

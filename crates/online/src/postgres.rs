@@ -88,6 +88,11 @@ impl SslModeExt for PgSslMode {
 
 #[async_trait]
 impl OnlineStore for PostgresStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn update(&self, project: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
         if !keep.is_empty() && self.schema != "public" {
             sqlx::query(AssertSqlSafe(format!(

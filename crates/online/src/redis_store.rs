@@ -242,6 +242,12 @@ impl RedisStore {
 
 #[async_trait]
 impl OnlineStore for RedisStore {
+    async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
     async fn update(&self, project: &str, _keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
         for v in remove {
             self.drop_view(project, v).await?;

@@ -13,7 +13,7 @@ use larder_online::sqlite::SqliteStore;
 use larder_online::{OnlineStore, ViewSchema};
 use larder_protos::feast::types::value::Val;
 use larder_protos::feast::types::*;
-use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor};
+use larder_testkit::{MySqlDatabase, PgDatabase, REDIS_ADDR, SqlDatabase, unique_name};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -26,30 +26,24 @@ enum Kind {
 struct Backend {
     kind: Kind,
     store: Arc<dyn OnlineStore>,
-    db: Option<String>,
+    /// The test's own PostgreSQL or MariaDB database, dropped with it.
+    _db: Option<SqlDatabase>,
     _dir: tempfile::TempDir,
-}
-
-async fn admin(url: &str, sql: &str) {
-    sqlx::any::install_default_drivers();
-    let mut c = AnyConnection::connect(url).await.unwrap();
-    c.execute(AssertSqlSafe(sql.to_string())).await.unwrap();
-    let _ = c.close().await;
 }
 
 impl Backend {
     async fn new(kind: Kind) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = format!("larder_on_{}", uuid::Uuid::new_v4().simple());
-        let (store, db): (Arc<dyn OnlineStore>, Option<String>) = match kind {
+        let (store, db): (Arc<dyn OnlineStore>, Option<SqlDatabase>) = match kind {
             Kind::Sqlite => (
                 Arc::new(SqliteStore::open(&dir.path().join("online.db")).await.unwrap()),
                 None,
             ),
+            // Database 0, shared: every test writes under a project of its own.
             Kind::Redis => (
                 Arc::new(
                     RedisStore::connect(&RedisSettings {
-                        connection_string: "127.0.0.1:6379".into(),
+                        connection_string: REDIS_ADDR.into(),
                         key_ttl_seconds: None,
                         skip_dedup: false,
                     })
@@ -59,55 +53,40 @@ impl Backend {
                 None,
             ),
             Kind::Postgres => {
-                admin(
-                    "postgres://root@127.0.0.1:5432/postgres",
-                    &format!("CREATE DATABASE {db}"),
-                )
-                .await;
+                let db = PgDatabase::create("larder_on").await;
                 let s = PostgresSettings {
-                    host: "127.0.0.1".into(),
-                    port: 5432,
-                    database: db.clone(),
+                    host: db.host().into(),
+                    port: db.port(),
+                    database: db.name().into(),
                     db_schema: "feast_online".into(),
-                    user: "root".into(),
+                    user: db.user().into(),
                     password: None,
                     sslmode: "disable".into(),
                     max_conn: 4,
                 };
-                (Arc::new(PostgresStore::connect(&s).await.unwrap()), Some(db))
+                (
+                    Arc::new(PostgresStore::connect(&s).await.unwrap()),
+                    Some(db.into_inner()),
+                )
             }
             Kind::MySql => {
-                admin("mysql://root@127.0.0.1:3306/mysql", &format!("CREATE DATABASE {db}")).await;
+                let db = MySqlDatabase::create("larder_on").await;
                 let s = MySqlSettings {
-                    host: "127.0.0.1".into(),
-                    port: 3306,
-                    database: db.clone(),
-                    user: "root".into(),
+                    host: db.host().into(),
+                    port: db.port(),
+                    database: db.name().into(),
+                    user: db.user().into(),
                     password: None,
                     max_conn: 4,
                 };
-                (Arc::new(MySqlStore::connect(&s).await.unwrap()), Some(db))
+                (Arc::new(MySqlStore::connect(&s).await.unwrap()), Some(db.into_inner()))
             }
         };
         Self {
             kind,
             store,
-            db,
+            _db: db,
             _dir: dir,
-        }
-    }
-
-    async fn cleanup(self) {
-        match (self.kind, self.db) {
-            (Kind::Postgres, Some(db)) => {
-                admin(
-                    "postgres://root@127.0.0.1:5432/postgres",
-                    &format!("DROP DATABASE {db} WITH (FORCE)"),
-                )
-                .await
-            }
-            (Kind::MySql, Some(db)) => admin("mysql://root@127.0.0.1:3306/mysql", &format!("DROP DATABASE {db}")).await,
-            _ => {}
         }
     }
 
@@ -123,7 +102,7 @@ impl Backend {
 }
 
 fn project() -> String {
-    format!("p{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    unique_name("p")
 }
 
 fn key(id: i64) -> Vec<u8> {
@@ -251,7 +230,6 @@ async fn round_trip(kind: Kind) {
     assert!(row.values[2].is_none(), "{kind:?}: unknown feature has no value");
     b.store.teardown(&p, std::slice::from_ref(&schema)).await.unwrap();
     b.store.teardown(&p, std::slice::from_ref(&schema)).await.unwrap();
-    b.cleanup().await;
 }
 
 async fn newer_wins(kind: Kind) {
@@ -325,7 +303,6 @@ async fn newer_wins(kind: Kind) {
     b.store.online_write_batch(&p, &schema, &batch).await.unwrap();
     assert_eq!(read().await, (400, Some(Val::Int64Val(5))), "{kind:?}");
     b.store.teardown(&p, std::slice::from_ref(&schema)).await.unwrap();
-    b.cleanup().await;
 }
 
 /// Two projects (one name a suffix of the other) with the same view and keys.
@@ -372,7 +349,6 @@ async fn projects_side_by_side(kind: Kind) {
         assert!(r[0].is_none(), "{kind:?}: recreated table is empty");
     }
     b.store.teardown(&p1, std::slice::from_ref(&schema)).await.unwrap();
-    b.cleanup().await;
 }
 
 /// A read of many keys (Redis: the pooled in-place parser) answers exactly
@@ -442,7 +418,6 @@ async fn many_keys(kind: Kind) {
         assert_eq!(row.values[3].as_ref().unwrap().val, Some(Val::Int64Val(*id)));
     }
     b.store.teardown(&p, std::slice::from_ref(&schema)).await.unwrap();
-    b.cleanup().await;
 }
 
 /// Batches larger than one write pipeline/statement (Redis writes several
@@ -508,7 +483,6 @@ async fn large_batches(kind: Kind) {
         assert_eq!(row.event_ts, b.stored_ts(ts), "{kind:?}: key {id}");
     }
     b.store.teardown(&p, std::slice::from_ref(&schema)).await.unwrap();
-    b.cleanup().await;
 }
 
 macro_rules! per_store {

@@ -79,7 +79,7 @@ const VIEW_KINDS: [FeastKind; 4] = [
     FeastKind::LabelView,
 ];
 
-const ALL_TABLES: [&str; 14] = [
+pub const ALL_TABLES: [&str; 14] = [
     "projects",
     "entities",
     "data_sources",

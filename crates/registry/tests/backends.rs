@@ -4,27 +4,35 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, TestRegistry, entity, source, ts, view};
+use common::{Backend, TestRegistry};
 use larder_model::feast::{FeastKind, FeastObject};
 use larder_registry::cache::CachedRegistry;
 use larder_registry::{ApplyOutcome, Registry};
+use larder_testkit::objects::{IntoObject, entity, ts, view, view_source};
 
 const ALL: [Backend; 4] = [Backend::Postgres, Backend::MySql, Backend::Sqlite, Backend::File];
 
 async fn crud(backend: Backend) {
     let t = TestRegistry::new(backend).await;
     let reg = t.open().await;
-    assert_eq!(reg.apply("demo", source("src")).await.unwrap(), ApplyOutcome::Created);
     assert_eq!(
-        reg.apply("demo", entity("driver", "driver_id")).await.unwrap(),
+        reg.apply("demo", view_source().object()).await.unwrap(),
         ApplyOutcome::Created
     );
     assert_eq!(
-        reg.apply("demo", view("stats", "a")).await.unwrap(),
+        reg.apply("demo", entity("driver", "driver_id").object()).await.unwrap(),
         ApplyOutcome::Created
     );
     assert_eq!(
-        reg.apply("demo", view("stats", "a")).await.unwrap(),
+        reg.apply("demo", view("stats").description("a").object())
+            .await
+            .unwrap(),
+        ApplyOutcome::Created
+    );
+    assert_eq!(
+        reg.apply("demo", view("stats").description("a").object())
+            .await
+            .unwrap(),
         ApplyOutcome::Unchanged
     );
 
@@ -41,7 +49,9 @@ async fn crud(backend: Backend) {
     assert_eq!(first.project(), "demo");
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(
-        reg.apply("demo", view("stats", "b")).await.unwrap(),
+        reg.apply("demo", view("stats").description("b").object())
+            .await
+            .unwrap(),
         ApplyOutcome::Updated
     );
     let FeastObject::FeatureView(second) = reg.get("demo", FeastKind::FeatureView, "stats").await.unwrap().unwrap()
@@ -68,7 +78,7 @@ async fn crud(backend: Backend) {
             .is_none()
     );
     assert!(reg.list("other", FeastKind::Entity).await.unwrap().is_empty());
-    reg.apply("other", entity("driver", "id2")).await.unwrap();
+    reg.apply("other", entity("driver", "id2").object()).await.unwrap();
     assert_eq!(reg.list("demo", FeastKind::Entity).await.unwrap().len(), 1);
     assert_eq!(reg.list_projects().await.unwrap().len(), 2);
 
@@ -76,7 +86,9 @@ async fn crud(backend: Backend) {
     reg.apply_materialization("demo", "stats", ts(100), ts(200))
         .await
         .unwrap();
-    reg.apply("demo", view("stats", "c")).await.unwrap();
+    reg.apply("demo", view("stats").description("c").object())
+        .await
+        .unwrap();
     let FeastObject::FeatureView(v) = reg.get("demo", FeastKind::FeatureView, "stats").await.unwrap().unwrap() else {
         panic!()
     };
@@ -138,7 +150,6 @@ async fn crud(backend: Backend) {
     assert_eq!(reg.list_projects().await.unwrap().len(), 1);
 
     reg.teardown().await.unwrap();
-    t.cleanup().await;
 }
 
 #[tokio::test]
@@ -163,7 +174,7 @@ async fn concurrent_views(backend: Backend) {
     let t = TestRegistry::new(backend).await;
     t.open()
         .await
-        .apply("demo", entity("driver", "driver_id"))
+        .apply("demo", entity("driver", "driver_id").object())
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -171,7 +182,7 @@ async fn concurrent_views(backend: Backend) {
         let reg = t.open().await;
         tasks.push(tokio::spawn(async move {
             for i in 0..50 {
-                reg.apply("demo", view(&format!("w{w}_v{i}"), "x"))
+                reg.apply("demo", view(&format!("w{w}_v{i}")).description("x").object())
                     .await
                     .expect("apply under concurrency");
             }
@@ -182,7 +193,6 @@ async fn concurrent_views(backend: Backend) {
     }
     let views = t.open().await.list("demo", FeastKind::FeatureView).await.unwrap();
     assert_eq!(views.len(), 400, "{backend:?}: every view survives");
-    t.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -201,7 +211,11 @@ async fn concurrent_views_sqlite() {
 /// 8 writers append materialization intervals to one view: none is lost.
 async fn concurrent_intervals(backend: Backend) {
     let t = TestRegistry::new(backend).await;
-    t.open().await.apply("demo", view("stats", "x")).await.unwrap();
+    t.open()
+        .await
+        .apply("demo", view("stats").description("x").object())
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for w in 0..8i64 {
         let reg = t.open().await;
@@ -238,7 +252,6 @@ async fn concurrent_intervals(backend: Backend) {
     let mut expected: Vec<i64> = (0..8).flat_map(|w| (0..10).map(move |i| w * 1000 + i * 10)).collect();
     expected.sort();
     assert_eq!(starts, expected, "{backend:?}: every interval survives");
-    t.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -262,9 +275,9 @@ async fn cache_ttl() {
         let t = TestRegistry::new(backend).await;
         let writer = t.open().await;
         let cached = CachedRegistry::new(t.open().await, Duration::from_millis(300));
-        writer.apply("demo", entity("a", "a_id")).await.unwrap();
+        writer.apply("demo", entity("a", "a_id").object()).await.unwrap();
         assert_eq!(cached.list("demo", FeastKind::Entity).await.unwrap().len(), 1);
-        writer.apply("demo", entity("b", "b_id")).await.unwrap();
+        writer.apply("demo", entity("b", "b_id").object()).await.unwrap();
         assert_eq!(
             cached.list("demo", FeastKind::Entity).await.unwrap().len(),
             1,
@@ -280,7 +293,7 @@ async fn cache_ttl() {
             2,
             "{backend:?}: refreshed after TTL"
         );
-        cached.apply("demo", entity("c", "c_id")).await.unwrap();
+        cached.apply("demo", entity("c", "c_id").object()).await.unwrap();
         assert_eq!(
             cached.list("demo", FeastKind::Entity).await.unwrap().len(),
             3,
@@ -288,7 +301,6 @@ async fn cache_ttl() {
         );
         assert!(cached.get("demo", FeastKind::Entity, "c").await.unwrap().is_some());
         assert!(cached.get("demo", FeastKind::Entity, "zz").await.unwrap().is_none());
-        t.cleanup().await;
     }
 }
 
@@ -297,13 +309,12 @@ async fn teardown_removes_tables() {
     for backend in [Backend::Postgres, Backend::MySql, Backend::Sqlite] {
         let t = TestRegistry::new(backend).await;
         let reg = t.open().await;
-        reg.apply("demo", entity("a", "a_id")).await.unwrap();
+        reg.apply("demo", entity("a", "a_id").object()).await.unwrap();
         reg.teardown().await.unwrap();
         // Reconnecting recreates empty tables.
         assert!(
             t.open().await.list("demo", FeastKind::Entity).await.unwrap().is_empty(),
             "{backend:?}"
         );
-        t.cleanup().await;
     }
 }

@@ -1,11 +1,13 @@
-//! Helpers for tests that drive the `larder` binary: per-test databases,
-//! registry dumps, and the Feast 0.67 venv.
+//! Helpers for tests that drive the `larder` binary: registry dumps, the
+//! Feast 0.67 venv, and `larder` server processes. Per-test databases come
+//! from larder-testkit.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use larder_registry::sql::ALL_TABLES;
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Executor, Row};
 
 pub fn repo_root() -> PathBuf {
@@ -42,80 +44,6 @@ pub fn larder_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A database of its own for one test.
-pub struct TestDb {
-    pub name: String,
-    admin: &'static str,
-    pub kind: DbKind,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum DbKind {
-    Postgres,
-    MySql,
-}
-
-impl TestDb {
-    pub async fn new(kind: DbKind) -> Self {
-        sqlx::any::install_default_drivers();
-        let name = format!("larder_cli_{}", uuid::Uuid::new_v4().simple());
-        let admin = match kind {
-            DbKind::Postgres => "postgres://root@127.0.0.1:5432/postgres",
-            DbKind::MySql => "mysql://root@127.0.0.1:3306/mysql",
-        };
-        exec(admin, &format!("CREATE DATABASE {name}")).await;
-        Self { name, admin, kind }
-    }
-
-    /// The URL Larder takes.
-    pub fn url(&self) -> String {
-        match self.kind {
-            DbKind::Postgres => format!("postgresql://root@127.0.0.1:5432/{}", self.name),
-            DbKind::MySql => format!("mysql://root@127.0.0.1:3306/{}", self.name),
-        }
-    }
-
-    /// The SQLAlchemy URL Feast takes.
-    pub fn feast_url(&self) -> String {
-        format!("postgresql+psycopg://root@127.0.0.1:5432/{}", self.name)
-    }
-
-    pub async fn drop(self) {
-        let sql = match self.kind {
-            DbKind::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            DbKind::MySql => format!("DROP DATABASE IF EXISTS {}", self.name),
-        };
-        exec(self.admin, &sql).await;
-    }
-}
-
-async fn exec(url: &str, sql: &str) {
-    let mut c = AnyConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    c.execute(AssertSqlSafe(sql.to_string()))
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let _ = c.close().await;
-}
-
-const TABLES: [&str; 14] = [
-    "projects",
-    "entities",
-    "data_sources",
-    "feature_views",
-    "stream_feature_views",
-    "on_demand_feature_views",
-    "label_views",
-    "feature_services",
-    "saved_datasets",
-    "validation_references",
-    "managed_infra",
-    "permissions",
-    "feature_view_version_history",
-    "feast_metadata",
-];
-
 /// Every row of every registry table, as text, in a stable order: two
 /// dumps are equal exactly when the registry is unchanged.
 pub async fn dump_sql(url: &str) -> Vec<String> {
@@ -124,7 +52,7 @@ pub async fn dump_sql(url: &str) -> Vec<String> {
         .await
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
     let mut out = Vec::new();
-    for t in TABLES {
+    for t in ALL_TABLES {
         let rows = c
             .fetch_all(AssertSqlSafe(format!("SELECT * FROM {t}")))
             .await
