@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # The test command: sets up everything the tests need on a fresh machine
-# (services, the Feast venv), then runs every test in the workspace.
+# (services, the Feast venv, a real Kubernetes API server), then runs every
+# test in the workspace. Arguments go to `cargo nextest run`.
+#
+# Kubernetes (e2e/kube/README.md): unless KUBECONFIG is already set (tests then use
+# that cluster, and installing CRDs is the caller's job) or LARDER_SKIP_KUBE=1,
+# e2e/kube/testenv.sh builds (once, cached outside the clone) and starts a local
+# kube-apiserver with CEL-validating CRDs, installs crds/*.yaml, exports KUBECONFIG,
+# LARDER_KUBE_TESTENV=1, LARDER_KUBE_EXT_KUBECONFIG and LARDER_KUBE_CEL, and stops
+# it again on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -9,4 +17,24 @@ scripts/feast-venv.sh
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
+
+if [ -n "${KUBECONFIG:-}" ]; then
+  echo "kube: KUBECONFIG is set ($KUBECONFIG): cluster tests use that cluster; its CRDs are the caller's job"
+elif [ "${LARDER_SKIP_KUBE:-0}" = 1 ]; then
+  echo "kube: LARDER_SKIP_KUBE=1: no Kubernetes test environment; cluster tests will skip"
+else
+  testenv=e2e/kube/testenv.sh
+  "$testenv" ensure
+  # Stop it on exit, failed tests included, unless another test run still uses it or it
+  # was started by hand (`testenv.sh up`).
+  trap 'rc=$?; "$testenv" down --lease $$ || true; exit $rc' EXIT
+  "$testenv" up --lease $$
+  if [ -d crds ] && [ -n "$(find crds -maxdepth 1 -type f \( -name '*.yaml' -o -name '*.yml' \) -print -quit)" ]; then
+    "$testenv" install-crds crds/
+  fi
+  kube_env=$("$testenv" env)
+  eval "$kube_env"
+  echo "kube: KUBECONFIG=$KUBECONFIG (CEL: $LARDER_KUBE_CEL)"
+fi
+
 cargo nextest run --workspace --no-fail-fast "$@"

@@ -3,16 +3,31 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where a document came from: file and 0-based document index in it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Origin {
-    pub file: PathBuf,
-    pub doc: usize,
+/// Where a document came from, so an error can name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file and the 0-based index of the document in it.
+    File { file: PathBuf, doc: usize },
+    /// A Kubernetes object (a custom resource the operator reads).
+    Object {
+        kind: crate::Kind,
+        namespace: String,
+        name: String,
+    },
+}
+
+impl Origin {
+    pub fn file(file: impl Into<PathBuf>, doc: usize) -> Self {
+        Origin::File { file: file.into(), doc }
+    }
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (document {})", self.file.display(), self.doc)
+        match self {
+            Origin::File { file, doc } => write!(f, "{} (document {doc})", file.display()),
+            Origin::Object { kind, namespace, name } => write!(f, "{kind} {namespace}/{name}"),
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! ([`reverse`]). Feast value and entity-key encodings live here too.
 
 pub mod convert;
+#[cfg(feature = "kube")]
+pub mod crd;
 pub mod duration;
 pub mod entity_key;
 pub mod error;
@@ -18,6 +20,7 @@ pub mod names;
 pub mod permissions;
 pub mod reverse;
 pub mod rows;
+pub mod stores;
 pub mod types;
 pub mod validate;
 

@@ -27,10 +27,7 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Loaded>, ManifestErrors>
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for (doc, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let origin = Origin {
-            file: file.to_path_buf(),
-            doc,
-        };
+        let origin = Origin::file(file, doc);
         let value = match serde_yaml::Value::deserialize(de) {
             Ok(v) => v,
             Err(e) => {
@@ -58,7 +55,9 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Loaded>, ManifestErrors>
     }
 }
 
-fn parse_value(value: serde_yaml::Value, origin: &Origin) -> Result<Object, ManifestError> {
+/// Parse one document already read as a value (the operator's custom
+/// resources arrive as JSON), checking apiVersion and kind.
+pub fn parse_value(value: serde_yaml::Value, origin: &Origin) -> Result<Object, ManifestError> {
     let err = |field: &str, msg: String| ManifestError::new(Some(origin), field, msg);
     let map = value.as_mapping().ok_or_else(|| {
         err(
@@ -170,7 +169,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[1].origin.doc, 2);
+        assert_eq!(docs[1].origin, Origin::file("dir/x.yaml", 2));
         assert_eq!(docs[0].base_dir, Path::new("dir"));
         assert_eq!(docs[1].object.feast_name(), "customer");
     }

@@ -39,7 +39,37 @@ pub struct Document<S> {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource, schemars::JsonSchema),
+    kube(
+        group = "larder.dev",
+        version = "v1alpha1",
+        kind = "FeatureStore",
+        namespaced,
+        status = "crate::crd::FeatureStoreStatus",
+        shortname = "lfs",
+        category = "larder"
+    ),
+    kube(
+        printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+        printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+        printcolumn = r#"{"name":"Project","type":"string","jsonPath":".spec.project"}"#,
+        printcolumn = r#"{"name":"Registry","type":"string","jsonPath":".status.registry"}"#,
+        printcolumn = r#"{"name":"Online store","type":"string","jsonPath":".status.onlineStore"}"#,
+        printcolumn = r#"{"name":"Views","type":"integer","jsonPath":".status.objects.featureViews"}"#,
+        printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    )
+)]
 pub struct FeatureStoreSpec {
+    #[cfg_attr(
+        feature = "kube",
+        schemars(
+            pattern(crate::names::PROJECT_PATTERN),
+            length(min = 1, max = 128),
+            extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "spec.project is immutable: the store's registry objects and tables belong to it"}])
+        )
+    )]
     pub project: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
@@ -47,16 +77,45 @@ pub struct FeatureStoreSpec {
     pub owner: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,
+    /// Where the operator keeps the registry. `larder apply` uses larder.yaml instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::stores::RegistrySpec>,
+    /// The online store the operator provisions tables in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_store: Option<crate::stores::OnlineStoreSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_store: Option<crate::stores::OfflineStoreSpec>,
+    /// What deleting the FeatureStore does to its project (default Retain).
+    #[serde(default, skip_serializing_if = "crate::stores::DeletionPolicy::is_default")]
+    pub deletion_policy: crate::stores::DeletionPolicy,
+    /// Whether registry objects of the project that no resource declares are kept (Shared, default) or deleted (Exclusive).
+    #[serde(default, skip_serializing_if = "crate::stores::ObjectPolicy::is_default")]
+    pub object_policy: crate::stores::ObjectPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource, schemars::JsonSchema),
+    kube(group = "larder.dev", version = "v1alpha1", kind = "Entity", namespaced, status = "crate::crd::ObjectStatus", shortname = "lent", category = "larder"),
+    kube(printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#, printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#, printcolumn = r#"{"name":"Join key","type":"string","jsonPath":".spec.joinKey"}"#, printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.valueType"}"#, printcolumn = r#"{"name":"Project","type":"string","jsonPath":".status.project","priority":1}"#, printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#),
+    schemars(extend("x-kubernetes-validations" = [{"rule": "(has(self.name) ? self.name : '') == (has(oldSelf.name) ? oldSelf.name : '')", "message": "spec.name is immutable: delete the object and create a new one"}, {"rule": "(has(self.storeRef) ? self.storeRef : '') == (has(oldSelf.storeRef) ? oldSelf.storeRef : '')", "message": "spec.storeRef is immutable: delete the object and create it in the other store"}, {"rule": "(has(self.joinKey) ? self.joinKey : '') == (has(oldSelf.joinKey) ? oldSelf.joinKey : '')", "message": "spec.joinKey is immutable: views and stored rows are keyed by it"}, {"rule": "self.valueType == oldSelf.valueType", "message": "spec.valueType is immutable: stored entity keys are encoded with it"}]))
+)]
 pub struct EntitySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(pattern(crate::names::FEAST_NAME_PATTERN), length(min = 1, max = 128))
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(pattern(crate::names::IDENTIFIER_PATTERN), length(min = 1, max = 128))
+    )]
     pub join_key: Option<String>,
     pub value_type: FeatureType,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -67,6 +126,7 @@ pub struct EntitySpec {
     pub tags: Tags,
 }
 
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FileSourceSpec {
@@ -76,6 +136,7 @@ pub struct FileSourceSpec {
     pub s3_endpoint_override: Option<String>,
 }
 
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PostgresSourceSpec {
@@ -85,12 +146,14 @@ pub struct PostgresSourceSpec {
     pub query: Option<String>,
 }
 
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PushSourceSpec {
     pub batch_source: String,
 }
 
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RequestSourceSpec {
@@ -99,8 +162,19 @@ pub struct RequestSourceSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource, schemars::JsonSchema),
+    kube(group = "larder.dev", version = "v1alpha1", kind = "DataSource", namespaced, status = "crate::crd::ObjectStatus", shortname = "lds", category = "larder"),
+    kube(printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#, printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#, printcolumn = r#"{"name":"Timestamp","type":"string","jsonPath":".spec.timestampField"}"#, printcolumn = r#"{"name":"Project","type":"string","jsonPath":".status.project","priority":1}"#, printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#),
+    schemars(extend("x-kubernetes-validations" = [{"rule": "(has(self.name) ? self.name : '') == (has(oldSelf.name) ? oldSelf.name : '')", "message": "spec.name is immutable: delete the object and create a new one"}, {"rule": "(has(self.storeRef) ? self.storeRef : '') == (has(oldSelf.storeRef) ? oldSelf.storeRef : '')", "message": "spec.storeRef is immutable: delete the object and create it in the other store"}, {"rule": "[has(self.file), has(self.postgres), has(self.push), has(self.request)].exists_one(x, x)", "message": "a DataSource needs exactly one of file, postgres, push or request"}]))
+)]
 pub struct DataSourceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(pattern(crate::names::FEAST_NAME_PATTERN), length(min = 1, max = 128))
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<String>,
@@ -158,9 +232,14 @@ impl DataSourceSpec {
 }
 
 /// A named, typed column: a feature or a request-source field.
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FieldSpec {
+    #[cfg_attr(
+        feature = "kube",
+        schemars(pattern(crate::names::IDENTIFIER_PATTERN), length(min = 1, max = 128))
+    )]
     pub name: String,
     #[serde(rename = "type")]
     pub dtype: FeatureType,
@@ -172,8 +251,19 @@ pub struct FieldSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource, schemars::JsonSchema),
+    kube(group = "larder.dev", version = "v1alpha1", kind = "FeatureView", namespaced, status = "crate::crd::ObjectStatus", shortname = "lfv", category = "larder"),
+    kube(printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#, printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#, printcolumn = r#"{"name":"Entities","type":"string","jsonPath":".spec.entities"}"#, printcolumn = r#"{"name":"Features","type":"integer","jsonPath":".status.featureCount"}"#, printcolumn = r#"{"name":"TTL","type":"string","jsonPath":".spec.ttl"}"#, printcolumn = r#"{"name":"Last materialized","type":"date","jsonPath":".status.lastMaterialized"}"#, printcolumn = r#"{"name":"Project","type":"string","jsonPath":".status.project","priority":1}"#, printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#),
+    schemars(extend("x-kubernetes-validations" = [{"rule": "(has(self.name) ? self.name : '') == (has(oldSelf.name) ? oldSelf.name : '')", "message": "spec.name is immutable: delete the object and create a new one"}, {"rule": "(has(self.storeRef) ? self.storeRef : '') == (has(oldSelf.storeRef) ? oldSelf.storeRef : '')", "message": "spec.storeRef is immutable: delete the object and create it in the other store"}]))
+)]
 pub struct FeatureViewSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(pattern(crate::names::FEAST_NAME_PATTERN), length(min = 1, max = 128))
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<String>,
@@ -195,6 +285,7 @@ pub struct FeatureViewSpec {
     pub tags: Tags,
 }
 
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProjectionSpec {
@@ -209,8 +300,19 @@ pub struct ProjectionSpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource, schemars::JsonSchema),
+    kube(group = "larder.dev", version = "v1alpha1", kind = "FeatureService", namespaced, status = "crate::crd::ObjectStatus", shortname = "lfsvc", category = "larder"),
+    kube(printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#, printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#, printcolumn = r#"{"name":"Views","type":"string","jsonPath":".spec.features[*].view"}"#, printcolumn = r#"{"name":"Project","type":"string","jsonPath":".status.project","priority":1}"#, printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#),
+    schemars(extend("x-kubernetes-validations" = [{"rule": "(has(self.name) ? self.name : '') == (has(oldSelf.name) ? oldSelf.name : '')", "message": "spec.name is immutable: delete the object and create a new one"}, {"rule": "(has(self.storeRef) ? self.storeRef : '') == (has(oldSelf.storeRef) ? oldSelf.storeRef : '')", "message": "spec.storeRef is immutable: delete the object and create it in the other store"}]))
+)]
 pub struct FeatureServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(pattern(crate::names::FEAST_NAME_PATTERN), length(min = 1, max = 128))
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<String>,
@@ -223,6 +325,7 @@ pub struct FeatureServiceSpec {
     pub tags: Tags,
 }
 
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct GroupsAndNamespaces {
@@ -232,6 +335,7 @@ pub struct GroupsAndNamespaces {
     pub namespaces: Vec<String>,
 }
 
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicySpec {
@@ -247,8 +351,19 @@ pub struct PolicySpec {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[cfg_attr(
+    feature = "kube",
+    derive(kube::CustomResource, schemars::JsonSchema),
+    kube(group = "larder.dev", version = "v1alpha1", kind = "Permission", namespaced, status = "crate::crd::ObjectStatus", shortname = "lperm", category = "larder"),
+    kube(printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#, printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#, printcolumn = r#"{"name":"Actions","type":"string","jsonPath":".spec.actions"}"#, printcolumn = r#"{"name":"Project","type":"string","jsonPath":".status.project","priority":1}"#, printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#),
+    schemars(extend("x-kubernetes-validations" = [{"rule": "(has(self.name) ? self.name : '') == (has(oldSelf.name) ? oldSelf.name : '')", "message": "spec.name is immutable: delete the object and create a new one"}, {"rule": "(has(self.storeRef) ? self.storeRef : '') == (has(oldSelf.storeRef) ? oldSelf.storeRef : '')", "message": "spec.storeRef is immutable: delete the object and create it in the other store"}]))
+)]
 pub struct PermissionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "kube",
+        schemars(pattern(crate::names::FEAST_NAME_PATTERN), length(min = 1, max = 128))
+    )]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_ref: Option<String>,

@@ -28,6 +28,13 @@ pub fn check_dns1123_subdomain(name: &str) -> Result<(), String> {
     }
 }
 
+/// [`check_feast_name`] as a regular expression, for CRD schemas.
+pub const FEAST_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_-]*$";
+/// [`check_identifier`] as a regular expression, for CRD schemas.
+pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// [`check_project`] as a regular expression, for CRD schemas.
+pub const PROJECT_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]*$";
+
 /// A Feast object name (entity, source, view, service, permission):
 /// `^[A-Za-z_][A-Za-z0-9_-]*$`, at most [`MAX_NAME_LEN`] characters.
 pub fn check_feast_name(name: &str) -> Result<(), String> {

@@ -87,6 +87,7 @@ pub fn to_manifest(obj: &FeastObject) -> Result<Object, ReverseError> {
                     description: s.description,
                     owner: s.owner,
                     tags: tags(&s.tags),
+                    ..Default::default()
                 },
             )))
         }

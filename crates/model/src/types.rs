@@ -92,6 +92,11 @@ impl FeatureType {
         matches!(self.0, 1 | 2 | 3 | 4 | 8)
     }
 
+    /// Every accepted spelling without spaces: Python names (`Array(Int64)`) and ValueType names (`INT64_LIST`).
+    pub fn spellings() -> impl Iterator<Item = &'static str> {
+        TABLE.iter().flat_map(|(_, e, p)| [*p, *e])
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
         TABLE
