@@ -59,9 +59,10 @@ impl Error {
 
     /// Whether retrying can help without the user changing anything.
     pub fn is_transient(&self) -> bool {
+        // A missing Secret is usually created a moment later, and Secrets are not watched.
         matches!(
             self,
-            Error::Kube(_) | Error::StoreNotReady(_) | Error::Registry(_) | Error::Online(_)
+            Error::Kube(_) | Error::StoreNotReady(_) | Error::Registry(_) | Error::Online(_) | Error::Secret { .. }
         ) || matches!(
             self,
             Error::Apply(larder_apply::ApplyError::Registry(_) | larder_apply::ApplyError::Online(_))

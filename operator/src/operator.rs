@@ -83,7 +83,6 @@ pub struct Status {
     pub synced: Arc<AtomicBool>,
 }
 
-
 /// Run until `shutdown` resolves (or the leader lease is lost: an error).
 pub async fn run(
     client: Client,
