@@ -70,7 +70,7 @@ lock() {
 # nothing on the system's apt setup changes. Prints the APT_CONFIG path.
 private_apt() { # name sources-line
   local r=$DIR/apt/$1
-  mkdir -p "$r/lists/partial" "$r/archives/partial" "$r/etc/apt.conf.d" "$r/etc/preferences.d" "$r/etc/sources.list.d"
+  mkdir -p "$r/lists/partial" "$r/archives/partial" "$r/etc/preferences.d" "$r/etc/sources.list.d"
   : >"$r/status"
   printf '%s\n' "$2" >"$r/sources.list"
   printf '%s\n' \
@@ -503,7 +503,7 @@ do_up() {
   command -v "$ETCD_BIN" >/dev/null || die "$ETCD_BIN missing (run: $SELF ensure)"
   mkdir -p "$RUN"
   ensure_certs
-  local want c all=1 any=0
+  local want c f all=1 any=0
   want=$(wanted)
   for c in "${COMPONENTS[@]}"; do
     if pid_of "$c" >/dev/null; then
@@ -512,6 +512,7 @@ do_up() {
     fi
   done
   for c in $want; do healthy "$c" && pid_of "$c" >/dev/null || all=0; done
+  if [ "$KCM_ENABLED" = 1 ] && [ "$(cat "$RUN/kcm-controllers" 2>/dev/null)" != "$KCM_CONTROLLERS" ]; then all=0; fi
   if [ "$any" = 1 ] && [ "$all" = 1 ]; then
     if [ -n "$LEASE" ]; then add_lease "$LEASE"; else echo manual >"$RUN/owner"; fi
     log "already up and healthy ($(echo "$want" | tr '\n' ' ')); nothing to do"
@@ -527,7 +528,7 @@ do_up() {
     fi
   done
   if port_busy "$ETCD_PEER_PORT"; then die "port $ETCD_PEER_PORT (etcd peer) is already in use"; fi
-  rm -rf "$RUN/leases" "$RUN/no-cel" "$RUN/owner" "$RUN/etcd-data"
+  rm -rf "$RUN/leases" "$RUN/no-cel" "$RUN/owner" "$RUN/etcd-data" "$RUN/kcm-controllers"
   if [ -n "$LEASE" ]; then echo lease >"$RUN/owner"; add_lease "$LEASE"; else echo manual >"$RUN/owner"; fi
   write_kubeconfig "$DIR/admin.kubeconfig" "$APISERVER_PORT" admin admin
   write_kubeconfig "$DIR/kcm.kubeconfig" "$APISERVER_PORT" system:kube-controller-manager kcm
@@ -572,6 +573,7 @@ do_up() {
       --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
       --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
       --controllers "$KCM_CONTROLLERS"
+    echo "$KCM_CONTROLLERS" >"$RUN/kcm-controllers"
     wait_healthy kube-controller-manager 60 || { stop_all; die "kube-controller-manager did not start"; }
     log "kube-controller-manager up on 127.0.0.1:$KCM_PORT ($(since "$t0"); controllers $KCM_CONTROLLERS)"
   fi
@@ -642,6 +644,7 @@ k() { "$KUBECTL" --kubeconfig "$DIR/admin.kubeconfig" "$@"; }
 api() {
   local data=()
   [ $# -lt 3 ] || data=(--data-binary "@$3")
+  : >"$WORK/headers"
   CODE=$(curl -sS --max-time 30 -o "$BODY" -D "$WORK/headers" -w '%{http_code}' -X "$1" \
     --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
     -H 'Content-Type: application/json' -H 'Accept: application/json' \
@@ -749,10 +752,10 @@ do_install_crds() {
   [ ${#args[@]} -gt 0 ] || { log "no CRD files in $*"; return; }
   tmp=$(mktemp -d)
   WORK=$tmp
+  trap 'rm -rf "$WORK"' EXIT
   BODY=$tmp/body
-  : >"$tmp/headers"
   # YAML -> one JSON file per CRD (duplicate keys are errors, as with a strict server).
-  python3 - "$tmp" "${args[@]}" >"$tmp/index" <<'PY' || { rm -rf "$tmp"; die "cannot read the CRD files"; }
+  python3 - "$tmp" "${args[@]}" >"$tmp/index" <<'PY' || die "cannot read the CRD files"
 import json, os, sys
 import yaml
 
@@ -803,7 +806,6 @@ PY
   while IFS=$'\t' read -r json src; do
     install_crd "$json" "$src"
   done <"$tmp/index"
-  rm -rf "$tmp"
 }
 
 # ---------------------------------------------------------------------------------------

@@ -214,3 +214,47 @@ async fn cel_rules_reject_what_the_schema_cannot_say() {
     .expect("a description change is allowed");
     ns.remove(false).await;
 }
+
+/// The YAML blocks of docs/manifests.md.
+fn documented_manifests() -> Vec<String> {
+    let text = std::fs::read_to_string(support::repo_root().join("docs/manifests.md")).unwrap();
+    text.split("```yaml")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_documented_manifests_are_valid_for_larder_apply_and_kubectl_apply() {
+    let blocks = documented_manifests();
+    assert!(!blocks.is_empty());
+    for block in &blocks {
+        // larder apply: parse and validate as one set.
+        let docs = larder_model::load::parse_str(block, std::path::Path::new("docs/manifests.md")).unwrap();
+        assert!(docs.len() >= 6, "{} documents", docs.len());
+        larder_model::validate::validate(docs).unwrap();
+    }
+    let Some(client) = cluster().await else { return };
+    let ns = TestNs::create(&client, "crd-docs").await;
+    for block in &blocks {
+        for doc in serde_yaml::Deserializer::from_str(block) {
+            let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            let kind = Kind::parse(value["kind"].as_str().unwrap()).unwrap();
+            let name = value["metadata"]["name"].as_str().unwrap().to_string();
+            // Strict field validation: a documented field the schema lacks is an error, not a silent drop.
+            let params = kube::api::PatchParams::apply(support::TEST_MANAGER)
+                .force()
+                .validation_strict();
+            let applied = ns
+                .api(kind)
+                .patch(&name, &params, &kube::api::Patch::Apply(&value))
+                .await
+                .unwrap_or_else(|e| panic!("{kind} {name} from docs/manifests.md: {e}"));
+            assert_eq!(
+                applied.data["spec"], value["spec"],
+                "{kind} {name}: the server changed the spec"
+            );
+        }
+    }
+    ns.remove(false).await;
+}

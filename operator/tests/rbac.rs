@@ -1,0 +1,172 @@
+//! The RBAC of config/rbac is enough for everything the operator does —
+//! and no more: the operator runs with a ServiceAccount token bound to
+//! exactly those rules (RBAC is enforced for service accounts on the test
+//! API server) and still brings the samples to Ready, records events,
+//! holds its Lease and releases finalizers; the same token cannot list
+//! Secrets or touch Deployments.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use larder_model::Kind;
+use larder_operator::operator::LeaderSettings;
+use larder_testkit::{PgDatabase, SqliteFile};
+use support::{RunningOperator, TEST_MANAGER, TestNs, cluster, eventually, repo_root, samples, with_sqlite_online};
+
+/// Apply config/rbac's documents, moved into `ns` and renamed so parallel runs do not collide.
+async fn apply_rbac(client: &Client, ns: &str) {
+    let dir = repo_root().join("config/rbac");
+    for file in [
+        "service_account.yaml",
+        "role.yaml",
+        "role_binding.yaml",
+        "leader_election_role.yaml",
+    ] {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            let kind = v["kind"].as_str().unwrap().to_string();
+            let api_version = v["apiVersion"].as_str().unwrap().to_string();
+            let cluster_scoped = kind.starts_with("Cluster");
+            let text = serde_json::to_string(&v)
+                .unwrap()
+                .replace("\"namespace\":\"larder-system\"", &format!("\"namespace\":\"{ns}\""));
+            v = serde_json::from_str(&text).unwrap();
+            if cluster_scoped {
+                let name = format!("{}-{ns}", v["metadata"]["name"].as_str().unwrap());
+                v["metadata"]["name"] = name.clone().into();
+                if kind == "ClusterRoleBinding" {
+                    v["roleRef"]["name"] = format!("larder-operator-{ns}").into();
+                }
+            }
+            let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+            let plural = match kind.as_str() {
+                "ServiceAccount" => "serviceaccounts",
+                "ClusterRole" => "clusterroles",
+                "ClusterRoleBinding" => "clusterrolebindings",
+                "Role" => "roles",
+                "RoleBinding" => "rolebindings",
+                other => panic!("unexpected {other} in config/rbac"),
+            };
+            let ar = ApiResource {
+                group: group.into(),
+                version: version.into(),
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+                plural: plural.into(),
+            };
+            let api: Api<DynamicObject> = if cluster_scoped {
+                Api::all_with(client.clone(), &ar)
+            } else {
+                Api::namespaced_with(client.clone(), ns, &ar)
+            };
+            let name = v["metadata"]["name"].as_str().unwrap().to_string();
+            api.patch(&name, &PatchParams::apply(TEST_MANAGER).force(), &Patch::Apply(&v))
+                .await
+                .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+        }
+    }
+}
+
+/// A client that authenticates as the operator's ServiceAccount.
+async fn service_account_client(admin: &Client, ns: &str) -> Client {
+    let req: TokenRequest = serde_json::from_value(serde_json::json!({"spec": {"expirationSeconds": 3600}})).unwrap();
+    let token: TokenRequest = Api::<ServiceAccount>::namespaced(admin.clone(), ns)
+        .create_subresource("token", "larder-operator", &PostParams::default(), &req)
+        .await
+        .expect("TokenRequest");
+    let token = token.status.expect("token status").token;
+    let mut config = kube::Config::infer().await.expect("kube config");
+    config.auth_info = kube::config::AuthInfo {
+        token: Some(token.into()),
+        ..Default::default()
+    };
+    Client::try_from(config).expect("service-account client")
+}
+
+#[tokio::test]
+async fn the_shipped_rbac_is_enough_and_no_more() {
+    let Some(admin) = cluster().await else { return };
+    let ns = TestNs::create(&admin, "op-rbac").await;
+    apply_rbac(&admin, &ns.name).await;
+    let sa = service_account_client(&admin, &ns.name).await;
+    // Least privilege: Secrets may be read one by one, never listed; nothing else is reachable.
+    let denied = Api::<Secret>::namespaced(sa.clone(), &ns.name)
+        .list(&Default::default())
+        .await;
+    assert!(
+        matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{denied:?}"
+    );
+    let deployments = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(sa.clone(), &ns.name)
+        .list(&Default::default())
+        .await;
+    assert!(
+        matches!(deployments, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{deployments:?}"
+    );
+
+    let db = PgDatabase::create("larder_op").await;
+    let online = SqliteFile::new("online.db");
+    ns.secret("larder-registry", "url", &db.postgresql_url()).await;
+    let op = RunningOperator::start_with(
+        &sa,
+        &ns.name,
+        Duration::from_secs(300),
+        Some(LeaderSettings {
+            namespace: ns.name.clone(),
+            lease: "larder-operator-leader".into(),
+            duration: Duration::from_secs(15),
+        }),
+        "rbac-replica",
+    );
+    ns.apply(&with_sqlite_online(&samples(), online.path())).await.unwrap();
+    for (kind, name) in [
+        (Kind::FeatureStore, "driver-stats"),
+        (Kind::Entity, "driver"),
+        (Kind::DataSource, "driver-stats-push"),
+        (Kind::FeatureView, "driver-hourly-stats"),
+        (Kind::FeatureService, "driver-activity"),
+        (Kind::Permission, "feature-readers"),
+    ] {
+        ns.wait_condition(kind, name, "Ready", true).await;
+    }
+    assert!(op.leading());
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &ns.name)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        events.items.iter().any(|e| e.reason.as_deref() == Some("Applied")),
+        "the operator's events were recorded"
+    );
+    // Finalizers are released with the same rights.
+    ns.delete(Kind::FeatureService, "driver-activity").await;
+    eventually(Duration::from_secs(30), "the service deleted", || {
+        let ns = &ns;
+        async move { ns.get(Kind::FeatureService, "driver-activity").await.is_none() }
+    })
+    .await;
+    op.stop().await;
+    ns.remove(false).await;
+    for (plural, name) in [
+        ("clusterroles", format!("larder-operator-{}", ns.name)),
+        ("clusterrolebindings", format!("larder-operator-{}", ns.name)),
+    ] {
+        let ar = ApiResource {
+            group: "rbac.authorization.k8s.io".into(),
+            version: "v1".into(),
+            api_version: "rbac.authorization.k8s.io/v1".into(),
+            kind: String::new(),
+            plural: plural.into(),
+        };
+        let _ = Api::<DynamicObject>::all_with(admin.clone(), &ar)
+            .delete(&name, &Default::default())
+            .await;
+    }
+}
