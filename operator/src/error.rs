@@ -21,6 +21,9 @@ pub enum Error {
     /// A resource this one depends on is itself invalid.
     #[error("{0}")]
     DependencyInvalid(String),
+    /// A resource this one refers to is valid but not in the registry yet.
+    #[error("{0}")]
+    DependencyNotReady(String),
     /// Another resource declares the same registry object.
     #[error("{0}")]
     NameConflict(String),
@@ -49,6 +52,7 @@ impl Error {
                 _ => "ReferenceNotFound",
             },
             Error::DependencyInvalid(_) => "DependencyInvalid",
+            Error::DependencyNotReady(_) => "DependencyNotReady",
             Error::NameConflict(_) => "NameConflict",
             Error::Secret { .. } => "SecretError",
             Error::Registry(_) => "RegistryUnavailable",

@@ -20,6 +20,7 @@ pub mod operator;
 pub mod raw;
 pub mod reconcile_object;
 pub mod reconcile_store;
+pub mod status;
 
 pub use error::Error;
 

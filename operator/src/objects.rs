@@ -207,6 +207,38 @@ fn missing_reference(message: &str) -> Option<(Kind, String)> {
     Some((kind, name.trim_matches('"').to_string()))
 }
 
+/// Whether a watched resource is in the registry as its current spec says:
+/// `Ready=True` for its current generation.
+pub fn is_current_and_ready(o: &DynamicObject) -> bool {
+    let status = &o.data["status"];
+    let ready = status["conditions"]
+        .as_array()
+        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+    ready && status["observedGeneration"].as_i64() == o.metadata.generation
+}
+
+/// Refuse to write `target` while a resource it refers to is not in the
+/// registry yet, so Feast never reads a reference to a missing object.
+/// `lookup` finds a watched resource by kind and metadata name.
+pub fn check_dependencies_ready<'a>(
+    target: &Resource,
+    lookup: impl Fn(Kind, &str) -> Option<&'a DynamicObject>,
+) -> Result<(), Error> {
+    let waiting: Vec<String> = references(&target.loaded.object)
+        .into_iter()
+        .filter(|(k, n)| !lookup(*k, n).is_some_and(is_current_and_ready))
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::DependencyNotReady(format!(
+            "waiting for {} to be in the registry",
+            waiting.join(", ")
+        )))
+    }
+}
+
 /// The Feast object `target` becomes in `project`.
 pub fn build(catalog: &Catalog, target: &Resource, project: &str) -> Result<FeastObject, Error> {
     let kind = feast_kind(target.kind());
@@ -364,6 +396,39 @@ mod tests {
         let err = parse(Kind::FeatureView, &bad).unwrap_err();
         assert_eq!(err.label(), "InvalidSpec");
         assert!(err.to_string().contains("spec.ttl"), "{err}");
+    }
+
+    #[test]
+    fn a_view_waits_until_its_entity_and_source_are_ready() {
+        let v = view(&["driver"]);
+        let ready = |generation: i64, observed: i64, status: &str| {
+            let mut o = dynamic(Kind::Entity, "x", serde_json::json!({}), "2026-01-01T00:00:00Z");
+            o.metadata.generation = Some(generation);
+            o.data["status"] = serde_json::json!({"observedGeneration": observed,
+                "conditions": [{"type": "Ready", "status": status, "reason": "r", "message": "",
+                                "lastTransitionTime": "2026-01-01T00:00:00Z"}]});
+            o
+        };
+        let ok = ready(2, 2, "True");
+        let stale = ready(3, 2, "True");
+        let failed = ready(2, 2, "False");
+        assert!(is_current_and_ready(&ok));
+        assert!(
+            !is_current_and_ready(&stale),
+            "a status of an older generation does not count"
+        );
+        assert!(!is_current_and_ready(&failed));
+        assert!(check_dependencies_ready(&v, |_, _| Some(&ok)).is_ok());
+        let err =
+            check_dependencies_ready(&v, |k, _| if k == Kind::Entity { Some(&stale) } else { Some(&ok) }).unwrap_err();
+        assert_eq!(err.label(), "DependencyNotReady");
+        assert!(err.to_string().contains("Entity driver"), "{err}");
+        assert!(!err.to_string().contains("DataSource"), "{err}");
+        let err = check_dependencies_ready(&v, |_, _| None).unwrap_err();
+        assert!(err.to_string().contains("DataSource driver-stats-source"), "{err}");
+        // Resources without references never wait.
+        let e = res(Kind::Entity, "e", serde_json::json!({"valueType": "Int64"}));
+        assert!(check_dependencies_ready(&e, |_, _| None).is_ok());
     }
 
     #[test]

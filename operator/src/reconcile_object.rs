@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
 use kube::runtime::controller::Action;
@@ -18,18 +18,10 @@ use larder_registry::ApplyOutcome;
 
 use crate::Error;
 use crate::backend::Backend;
-use crate::conditions::{self, Cond, READY, TABLES_PROVISIONED};
+use crate::conditions::{self, TABLES_PROVISIONED};
 use crate::context::{Context, api_resource, key};
 use crate::objects::{self, Resource};
-
-/// What one successful pass did, for status and events.
-struct Applied {
-    resource: Resource,
-    project: String,
-    outcome: ApplyOutcome,
-    tables: Option<Result<(), String>>,
-    last_materialized: Option<String>,
-}
+use crate::status::{self, Notice, Written};
 
 pub async fn reconcile(kind: Kind, obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -69,27 +61,23 @@ fn previous_status(obj: &DynamicObject) -> ObjectStatus {
 async fn apply(kind: Kind, obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
     ctx.set_finalizer(kind, obj, true).await?;
     let previous = previous_status(obj);
-    match write(kind, obj, ctx).await {
-        Ok(applied) => {
-            report_success(kind, obj, ctx, &previous, &applied).await?;
+    let generation = obj.metadata.generation;
+    match write(kind, obj, ctx, &previous).await {
+        Ok(written) => {
+            let (status, notice) = status::object_written(&previous, &written, generation, &now());
+            ctx.apply_status(kind, obj, to_value(&status)).await?;
+            publish(ctx, kind, obj, notice).await;
+            if let Some(Err(e)) = written.tables {
+                // Retried with backoff: the registry is written, the table is not.
+                return Err(Error::Online(larder_online::OnlineError::Config(e)));
+            }
             ctx.succeeded(&format!("{kind}/{}", key(obj)));
             Ok(Action::requeue(ctx.settings.resync))
         }
         Err(e) => {
-            let mut status = previous.clone();
-            status.conditions = conditions::merge(
-                &previous.conditions,
-                &[Cond::failed(READY, e.label(), e.to_string())],
-                obj.metadata.generation,
-                &now(),
-            );
-            status.observed_generation = obj.metadata.generation;
-            let reason_changed = ready_reason(&previous.conditions) != Some(e.label());
+            let (status, notice) = status::object_failed(&previous, &e, generation, &now());
             ctx.apply_status(kind, obj, to_value(&status)).await?;
-            if reason_changed {
-                ctx.event(obj, &api_resource(kind), true, e.label(), e.to_string())
-                    .await;
-            }
+            publish(ctx, kind, obj, notice).await;
             if e.is_transient() {
                 Err(e)
             } else {
@@ -100,8 +88,11 @@ async fn apply(kind: Kind, obj: &DynamicObject, ctx: &Context) -> Result<Action,
     }
 }
 
-fn ready_reason(conds: &[Condition]) -> Option<&str> {
-    conds.iter().find(|c| c.type_ == READY).map(|c| c.reason.as_str())
+async fn publish(ctx: &Context, kind: Kind, obj: &DynamicObject, notice: Option<Notice>) {
+    if let Some(n) = notice {
+        ctx.event(obj, &api_resource(kind), n.warning, &n.reason, n.message)
+            .await;
+    }
 }
 
 fn now() -> Time {
@@ -129,7 +120,8 @@ fn backend_for(res: &Resource, ns: &str, ctx: &Context) -> Result<(Resource, Arc
     Ok((store, backend))
 }
 
-async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context) -> Result<Applied, Error> {
+/// Dereference, validate, build and write; what was done.
+async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context, previous: &ObjectStatus) -> Result<Written, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let res = objects::parse(kind, obj)?;
     let (store, backend) = backend_for(&res, &ns, ctx)?;
@@ -142,6 +134,19 @@ async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context) -> Result<Applied
         .collect();
     objects::check_name_conflict(&res, &same_kind)?;
     let catalog = objects::check(&res, objects::closure(&res, &store, &candidates))?;
+    let cached: Vec<(Kind, crate::raw::Cached)> = objects::references(&res.loaded.object)
+        .iter()
+        .map(|(k, _)| *k)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .flat_map(|k| ctx.cached(k, &ns).into_iter().map(move |o| (k, o)))
+        .collect();
+    objects::check_dependencies_ready(&res, |kind, name| {
+        cached
+            .iter()
+            .find(|(k, o)| *k == kind && o.obj().name_any() == name)
+            .map(|(_, o)| o.obj())
+    })?;
     let project = backend.config.project.clone();
     let desired = objects::build(&catalog, &res, &project)?;
     let view = match &desired {
@@ -155,8 +160,8 @@ async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context) -> Result<Applied
     let mut tables = None;
     let mut last_materialized = None;
     if let Some((schema, online)) = view {
-        let provisioned = conditions::is_true(&previous_status(obj).conditions, TABLES_PROVISIONED)
-            && previous_status(obj).observed_generation == obj.metadata.generation;
+        let provisioned = conditions::is_true(&previous.conditions, TABLES_PROVISIONED)
+            && previous.observed_generation == obj.metadata.generation;
         if let (Some(store), true) = (&backend.online, online) {
             if outcome != ApplyOutcome::Unchanged || !provisioned {
                 tables = Some(
@@ -171,11 +176,16 @@ async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context) -> Result<Applied
         }
         last_materialized = materialized_until(&backend, &project, &schema.name).await;
     }
-    Ok(Applied {
-        resource: res,
+    Ok(Written {
+        kind,
+        feast_name: res.loaded.object.feast_name().to_string(),
         project,
         outcome,
         tables,
+        feature_count: match &res.loaded.object {
+            larder_model::Object::FeatureView(d) => Some(d.spec.features.len() as u32),
+            _ => None,
+        },
         last_materialized,
     })
 }
@@ -194,88 +204,6 @@ async fn materialized_until(backend: &Backend, project: &str, view: &str) -> Opt
         .max_by_key(|t| (t.seconds, t.nanos))
         .cloned()?;
     jiff::Timestamp::new(end.seconds, end.nanos).ok().map(|t| t.to_string())
-}
-
-async fn report_success(
-    kind: Kind,
-    obj: &DynamicObject,
-    ctx: &Context,
-    previous: &ObjectStatus,
-    applied: &Applied,
-) -> Result<(), Error> {
-    let ar = api_resource(kind);
-    let fname = applied.resource.loaded.object.feast_name().to_string();
-    let mut wanted = Vec::new();
-    let (table_ok, table_msg) = match &applied.tables {
-        Some(Ok(())) => (true, String::new()),
-        Some(Err(e)) => (false, e.clone()),
-        None => (true, String::new()),
-    };
-    if applied.tables.is_some() {
-        wanted.push(if table_ok {
-            Cond::ok(TABLES_PROVISIONED, "Provisioned", "the online table exists")
-        } else {
-            Cond::failed(TABLES_PROVISIONED, "OnlineStoreUnavailable", table_msg.clone())
-        });
-    }
-    let verb = match applied.outcome {
-        ApplyOutcome::Created => "created",
-        ApplyOutcome::Updated => "updated",
-        ApplyOutcome::Unchanged => "in sync",
-    };
-    wanted.push(if table_ok {
-        Cond::ok(
-            READY,
-            "Applied",
-            format!(
-                "{} {fname} {verb} in project {}",
-                objects::feast_kind(kind),
-                applied.project
-            ),
-        )
-    } else {
-        Cond::failed(READY, "OnlineStoreUnavailable", table_msg)
-    });
-    let status = ObjectStatus {
-        conditions: conditions::merge(&previous.conditions, &wanted, obj.metadata.generation, &now()),
-        observed_generation: obj.metadata.generation,
-        project: Some(applied.project.clone()),
-        feast_name: Some(fname.clone()),
-        feature_count: match &applied.resource.loaded.object {
-            larder_model::Object::FeatureView(d) => Some(d.spec.features.len() as u32),
-            _ => None,
-        },
-        last_materialized: applied.last_materialized.clone(),
-    };
-    ctx.apply_status(kind, obj, to_value(&status)).await?;
-    let was_in_sync =
-        conditions::is_true(&previous.conditions, READY) && previous.observed_generation == obj.metadata.generation;
-    match applied.outcome {
-        ApplyOutcome::Updated if was_in_sync => {
-            ctx.event(
-                obj,
-                &ar,
-                false,
-                "DriftCorrected",
-                format!(
-                    "{} {fname} in the registry differed from this resource (changed outside the operator) and was rewritten",
-                    objects::feast_kind(kind)
-                ),
-            )
-            .await
-        }
-        ApplyOutcome::Created | ApplyOutcome::Updated => {
-            ctx.event(obj, &ar, false, "Applied", format!("{} {fname} {verb}", objects::feast_kind(kind)))
-                .await
-        }
-        ApplyOutcome::Unchanged => {}
-    }
-    if !table_ok {
-        return Err(Error::Online(larder_online::OnlineError::Config(
-            "provisioning the online table failed".into(),
-        )));
-    }
-    Ok(())
 }
 
 /// Remove the registry object (and a view's online table) this resource

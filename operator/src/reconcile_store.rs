@@ -24,9 +24,9 @@ use larder_registry::plan::MANAGED_KINDS;
 
 use crate::Error;
 use crate::backend::{self, Backend, StoreConfig};
-use crate::conditions::{self, Cond, ONLINE_STORE_READY, READY, REGISTRY_READY};
 use crate::context::{Context, api_resource, key};
 use crate::objects;
+use crate::status::{self, Connected};
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -205,136 +205,104 @@ async fn prune(ctx: &Context, ns: &str, store: &str, b: &Backend) -> Result<Opti
 
 async fn apply(obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
     ctx.set_finalizer(Kind::FeatureStore, obj, true).await?;
-    let ns = obj.namespace().unwrap_or_default();
     let store_key = key(obj);
     let previous: FeatureStoreStatus = obj
         .data
         .get("status")
         .and_then(|s| serde_json::from_value(s.clone()).ok())
         .unwrap_or_default();
-    let mut status = FeatureStoreStatus {
-        observed_generation: obj.metadata.generation,
-        ..previous.clone()
-    };
-    let outcome = connect(obj, ctx, &ns, &store_key, &mut status).await;
-    let (wanted, retry) = match &outcome {
-        Ok(online) => {
-            let online_cond = match online {
-                Ok(Some(kind)) => Cond::ok(ONLINE_STORE_READY, "Reachable", format!("{kind} online store answers")),
-                Ok(None) => Cond::ok(ONLINE_STORE_READY, "NotConfigured", "no online store is configured"),
-                Err(e) => Cond::failed(ONLINE_STORE_READY, e.label(), e.to_string()),
-            };
-            let ready = if online.is_ok() {
-                Cond::ok(READY, "Ready", "registry and online store are reachable")
-            } else {
-                Cond::failed(READY, "OnlineStoreUnavailable", "the online store does not answer")
-            };
-            (
-                vec![
-                    Cond::ok(REGISTRY_READY, "Connected", "registry tables and project exist"),
-                    online_cond,
-                    ready,
-                ],
-                online.is_err(),
-            )
-        }
-        Err(e) => (
-            vec![
-                Cond::failed(REGISTRY_READY, e.label(), e.to_string()),
-                Cond::failed(READY, e.label(), e.to_string()),
-            ],
-            e.is_transient(),
-        ),
-    };
-    status.conditions = conditions::merge(
-        &previous.conditions,
-        &wanted,
+    let connected = connect(obj, ctx, &store_key).await;
+    let (status, notice, retry) = status::store(
+        &previous,
+        &connected,
         obj.metadata.generation,
         &Time(jiff::Timestamp::now()),
     );
-    let changed_reason = |t: &str| {
-        let old = previous
-            .conditions
-            .iter()
-            .find(|c| c.type_ == t)
-            .map(|c| (&c.status, &c.reason));
-        let new = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == t)
-            .map(|c| (&c.status, &c.reason));
-        old != new
-    };
-    let ready_changed = changed_reason(READY);
     ctx.apply_status(
         Kind::FeatureStore,
         obj,
         serde_json::to_value(&status).unwrap_or_default(),
     )
     .await?;
-    let ar = api_resource(Kind::FeatureStore);
-    match outcome {
-        Ok(Ok(_)) => {
-            if ready_changed {
-                ctx.event(
-                    obj,
-                    &ar,
-                    false,
-                    "Ready",
-                    "registry and online store are reachable".into(),
-                )
-                .await;
-            }
-            ctx.succeeded(&format!("FeatureStore/{store_key}"));
-            Ok(Action::requeue(ctx.settings.resync))
-        }
-        Ok(Err(e)) | Err(e) => {
-            if ready_changed {
-                ctx.event(obj, &ar, true, e.label(), e.to_string()).await;
-            }
-            if retry {
-                Ok(Action::requeue(ctx.backoff(&format!("FeatureStore/{store_key}"))))
-            } else {
-                Ok(Action::await_change())
-            }
-        }
+    if let Some(n) = notice {
+        ctx.event(obj, &api_resource(Kind::FeatureStore), n.warning, &n.reason, n.message)
+            .await;
+    }
+    let ok = connected.registry_result.is_ok() && connected.online_result.is_ok();
+    if ok {
+        ctx.succeeded(&format!("FeatureStore/{store_key}"));
+        Ok(Action::requeue(ctx.settings.resync))
+    } else if retry {
+        Ok(Action::requeue(ctx.backoff(&format!("FeatureStore/{store_key}"))))
+    } else {
+        Ok(Action::await_change())
     }
 }
 
-/// Connect and check; the inner result is the online store's check.
-async fn connect(
-    obj: &DynamicObject,
-    ctx: &Context,
-    ns: &str,
-    store_key: &str,
-    status: &mut FeatureStoreStatus,
-) -> Result<Result<Option<&'static str>, Error>, Error> {
-    let spec = spec_of(obj)?;
-    let config = resolve(ctx, ns, &spec).await?;
-    status.registry = Some(config.registry_description());
-    status.online_store = spec.online_store.as_ref().and_then(|o| o.kind()).map(str::to_string);
-    let b = backend(ctx, store_key, config).await?;
-    let project = b.config.project.clone();
-    if b.registry.apply(&project, project_object(&spec)).await? != ApplyOutcome::Unchanged {
-        ctx.metrics.registry_writes.with_label_values(&["FeatureStore"]).inc();
-    }
-    if spec.object_policy == ObjectPolicy::Exclusive
-        && let Some(why) = prune(ctx, ns, &obj.name_any(), &b).await?
-    {
-        tracing::info!(store = store_key, "{why}");
-    }
-    status.objects = Some(counts(&b, &project).await?);
-    let online = match &b.online {
-        None => Ok(None),
+/// Resolve, open, create the project, prune (Exclusive), count, and check
+/// the online store.
+async fn connect(obj: &DynamicObject, ctx: &Context, store_key: &str) -> Connected {
+    let mut c = Connected {
+        registry: None,
+        online_kind: None,
+        registry_result: Ok(ObjectCounts::default()),
+        online_result: Ok(false),
+    };
+    let spec = match spec_of(obj) {
+        Ok(s) => s,
+        Err(e) => {
+            c.registry_result = Err(e);
+            return c;
+        }
+    };
+    c.online_kind = spec.online_store.as_ref().and_then(|o| o.kind()).map(str::to_string);
+    let ns = obj.namespace().unwrap_or_default();
+    let backend = match resolve(ctx, &ns, &spec).await {
+        Ok(config) => {
+            c.registry = Some(config.registry_description());
+            backend(ctx, store_key, config).await
+        }
+        Err(e) => Err(e),
+    };
+    let b = match backend {
+        Ok(b) => b,
+        Err(e) => {
+            c.registry_result = Err(e);
+            return c;
+        }
+    };
+    c.registry_result = registry_pass(obj, ctx, &ns, &spec, &b).await;
+    c.online_result = match &b.online {
+        None => Ok(false),
         Some(o) => match tokio::time::timeout(Duration::from_secs(10), o.ping()).await {
-            Ok(Ok(())) => Ok(spec.online_store.as_ref().and_then(|s| s.kind())),
+            Ok(Ok(())) => Ok(true),
             Ok(Err(e)) => Err(Error::Online(e)),
             Err(_) => Err(Error::Online(larder_online::OnlineError::Config(
                 "no answer within 10 s".into(),
             ))),
         },
     };
-    Ok(online)
+    c
+}
+
+/// The registry's part: the project object, the Exclusive policy, the counts.
+async fn registry_pass(
+    obj: &DynamicObject,
+    ctx: &Context,
+    ns: &str,
+    spec: &FeatureStoreSpec,
+    b: &Backend,
+) -> Result<ObjectCounts, Error> {
+    let project = &b.config.project;
+    if b.registry.apply(project, project_object(spec)).await? != ApplyOutcome::Unchanged {
+        ctx.metrics.registry_writes.with_label_values(&["FeatureStore"]).inc();
+    }
+    if spec.object_policy == ObjectPolicy::Exclusive
+        && let Some(why) = prune(ctx, ns, &obj.name_any(), b).await?
+    {
+        tracing::info!(store = %key(obj), "{why}");
+    }
+    counts(b, project).await
 }
 
 async fn delete(obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {

@@ -199,8 +199,13 @@ async fn metrics_health_and_readiness_are_served() {
     )
     .await;
     ns.apply(&with_sqlite_online(&samples(), online.path())).await.unwrap();
-    ns.wait_condition(Kind::FeatureService, "driver-activity", "Ready", true)
-        .await;
+    for (kind, name) in [
+        (Kind::Entity, "driver"),
+        (Kind::FeatureView, "driver-hourly-stats"),
+        (Kind::FeatureService, "driver-activity"),
+    ] {
+        ns.wait_condition(kind, name, "Ready", true).await;
+    }
     let (code, body) = http_get(port, "/metrics").unwrap();
     assert_eq!(code, 200);
     for needle in [

@@ -1,0 +1,375 @@
+//! Status from what a reconcile did: pure functions of the previous status,
+//! the outcome and the time, so every condition and event decision is unit
+//! tested without a cluster.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use larder_model::Kind;
+use larder_model::crd::{FeatureStoreStatus, ObjectCounts, ObjectStatus};
+use larder_registry::ApplyOutcome;
+
+use crate::Error;
+use crate::conditions::{self, Cond, ONLINE_STORE_READY, READY, REGISTRY_READY, TABLES_PROVISIONED};
+use crate::objects::feast_kind;
+
+/// An Event to record: reason, message, whether it is a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// What a successful object reconcile did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub kind: Kind,
+    pub feast_name: String,
+    pub project: String,
+    pub outcome: ApplyOutcome,
+    /// A view's online table: `None` when there is none to provision.
+    pub tables: Option<Result<(), String>>,
+    pub feature_count: Option<u32>,
+    pub last_materialized: Option<String>,
+}
+
+fn ready_reason(conds: &[Condition]) -> Option<&str> {
+    conds.iter().find(|c| c.type_ == READY).map(|c| c.reason.as_str())
+}
+
+/// Status after a write, and the Event it deserves: `Applied` for a create
+/// or an update of the resource, `DriftCorrected` when the resource had not
+/// changed since it was last in sync (someone changed the registry).
+pub fn object_written(
+    previous: &ObjectStatus,
+    w: &Written,
+    generation: Option<i64>,
+    now: &Time,
+) -> (ObjectStatus, Option<Notice>) {
+    let what = format!("{} {}", feast_kind(w.kind), w.feast_name);
+    let mut wanted = Vec::new();
+    let table_error = match &w.tables {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    if let Some(t) = &w.tables {
+        wanted.push(match t {
+            Ok(()) => Cond::ok(TABLES_PROVISIONED, "Provisioned", "the online table exists"),
+            Err(e) => Cond::failed(TABLES_PROVISIONED, "OnlineStoreUnavailable", e.clone()),
+        });
+    }
+    let verb = match w.outcome {
+        ApplyOutcome::Created => "created",
+        ApplyOutcome::Updated => "updated",
+        ApplyOutcome::Unchanged => "in sync",
+    };
+    wanted.push(match &table_error {
+        // The same message whatever this pass did, so an unchanged object keeps an identical status.
+        None => Cond::ok(
+            READY,
+            "Applied",
+            format!("{what} is in the registry of project {}", w.project),
+        ),
+        Some(e) => Cond::failed(READY, "OnlineStoreUnavailable", e.clone()),
+    });
+    let status = ObjectStatus {
+        conditions: conditions::merge(&previous.conditions, &wanted, generation, now),
+        observed_generation: generation,
+        project: Some(w.project.clone()),
+        feast_name: Some(w.feast_name.clone()),
+        feature_count: w.feature_count,
+        last_materialized: w.last_materialized.clone(),
+    };
+    let was_in_sync = conditions::is_true(&previous.conditions, READY) && previous.observed_generation == generation;
+    let notice = match w.outcome {
+        ApplyOutcome::Updated if was_in_sync => Some(Notice {
+            warning: false,
+            reason: "DriftCorrected".into(),
+            message: format!(
+                "{what} in the registry differed from this resource (changed outside the operator) and was rewritten"
+            ),
+        }),
+        ApplyOutcome::Created | ApplyOutcome::Updated => Some(Notice {
+            warning: false,
+            reason: "Applied".into(),
+            message: format!("{what} {verb}"),
+        }),
+        ApplyOutcome::Unchanged => None,
+    };
+    (status, notice)
+}
+
+/// Status after a failed object reconcile; a warning Event only when the
+/// reason changed (a retry loop must not flood the event log).
+pub fn object_failed(
+    previous: &ObjectStatus,
+    err: &Error,
+    generation: Option<i64>,
+    now: &Time,
+) -> (ObjectStatus, Option<Notice>) {
+    let mut status = previous.clone();
+    status.conditions = conditions::merge(
+        &previous.conditions,
+        &[Cond::failed(READY, err.label(), err.to_string())],
+        generation,
+        now,
+    );
+    status.observed_generation = generation;
+    let notice = (ready_reason(&previous.conditions) != Some(err.label())).then(|| Notice {
+        warning: true,
+        reason: err.label().into(),
+        message: err.to_string(),
+    });
+    (status, notice)
+}
+
+/// What connecting a FeatureStore found.
+#[derive(Debug)]
+pub struct Connected {
+    /// The registry's description (no credentials).
+    pub registry: Option<String>,
+    /// The online store's kind, when configured.
+    pub online_kind: Option<String>,
+    /// `Err` when the registry could not be reached or the spec/Secrets are wrong.
+    pub registry_result: Result<ObjectCounts, Error>,
+    /// The online store's check (`Ok(false)` = none configured).
+    pub online_result: Result<bool, Error>,
+}
+
+/// A FeatureStore's status, the Event its readiness change deserves, and
+/// whether to retry soon (a transient failure).
+pub fn store(
+    previous: &FeatureStoreStatus,
+    c: &Connected,
+    generation: Option<i64>,
+    now: &Time,
+) -> (FeatureStoreStatus, Option<Notice>, bool) {
+    let (wanted, retry, failure) = match &c.registry_result {
+        Err(e) => (
+            vec![
+                Cond::failed(REGISTRY_READY, e.label(), e.to_string()),
+                Cond::failed(READY, e.label(), e.to_string()),
+            ],
+            e.is_transient(),
+            Some((e.label(), e.to_string())),
+        ),
+        Ok(_) => {
+            let online = match &c.online_result {
+                Ok(true) => Cond::ok(
+                    ONLINE_STORE_READY,
+                    "Reachable",
+                    format!("{} online store answers", c.online_kind.as_deref().unwrap_or("the")),
+                ),
+                Ok(false) => Cond::ok(ONLINE_STORE_READY, "NotConfigured", "no online store is configured"),
+                Err(e) => Cond::failed(ONLINE_STORE_READY, e.label(), e.to_string()),
+            };
+            let (ready, retry, failure) = match &c.online_result {
+                Ok(_) => (
+                    Cond::ok(READY, "Ready", "registry and online store are reachable"),
+                    false,
+                    None,
+                ),
+                Err(e) => (
+                    Cond::failed(READY, "OnlineStoreUnavailable", "the online store does not answer"),
+                    true,
+                    Some((e.label(), e.to_string())),
+                ),
+            };
+            (
+                vec![
+                    Cond::ok(REGISTRY_READY, "Connected", "registry tables and project exist"),
+                    online,
+                    ready,
+                ],
+                retry,
+                failure,
+            )
+        }
+    };
+    let status = FeatureStoreStatus {
+        conditions: conditions::merge(&previous.conditions, &wanted, generation, now),
+        observed_generation: generation,
+        registry: c.registry.clone().or_else(|| previous.registry.clone()),
+        online_store: c.online_kind.clone().or_else(|| previous.online_store.clone()),
+        objects: c.registry_result.as_ref().ok().copied().or(previous.objects),
+    };
+    let ready = |conds: &[Condition]| {
+        conds
+            .iter()
+            .find(|x| x.type_ == READY)
+            .map(|x| (x.status.clone(), x.reason.clone()))
+    };
+    let notice = (ready(&previous.conditions) != ready(&status.conditions)).then(|| match failure {
+        Some((reason, message)) => Notice {
+            warning: true,
+            reason: reason.into(),
+            message,
+        },
+        None => Notice {
+            warning: false,
+            reason: "Ready".into(),
+            message: "registry and online store are reachable".into(),
+        },
+    });
+    (status, notice, retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Time {
+        Time(s.parse().unwrap())
+    }
+
+    fn written(outcome: ApplyOutcome, tables: Option<Result<(), String>>) -> Written {
+        Written {
+            kind: Kind::FeatureView,
+            feast_name: "driver_hourly_stats".into(),
+            project: "driver_stats".into(),
+            outcome,
+            tables,
+            feature_count: Some(10),
+            last_materialized: None,
+        }
+    }
+
+    #[test]
+    fn a_first_write_is_ready_with_an_applied_event() {
+        let (s, n) = object_written(
+            &ObjectStatus::default(),
+            &written(ApplyOutcome::Created, Some(Ok(()))),
+            Some(1),
+            &t("2026-01-01T00:00:00Z"),
+        );
+        assert!(conditions::is_true(&s.conditions, READY));
+        assert!(conditions::is_true(&s.conditions, TABLES_PROVISIONED));
+        assert_eq!(s.observed_generation, Some(1));
+        assert_eq!(s.feature_count, Some(10));
+        assert_eq!(s.project.as_deref(), Some("driver_stats"));
+        let n = n.unwrap();
+        assert_eq!((n.reason.as_str(), n.warning), ("Applied", false));
+        assert_eq!(n.message, "FeatureView driver_hourly_stats created");
+    }
+
+    #[test]
+    fn an_update_without_a_spec_change_is_drift_and_in_sync_says_nothing() {
+        let now = t("2026-01-01T00:00:00Z");
+        let (synced, _) = object_written(
+            &ObjectStatus::default(),
+            &written(ApplyOutcome::Created, None),
+            Some(3),
+            &now,
+        );
+        let (again, n) = object_written(&synced, &written(ApplyOutcome::Unchanged, None), Some(3), &now);
+        assert_eq!(again, synced, "an unchanged object gets an identical status");
+        assert!(n.is_none());
+        let (_, n) = object_written(&synced, &written(ApplyOutcome::Updated, None), Some(3), &now);
+        assert_eq!(n.unwrap().reason, "DriftCorrected");
+        // A new generation is the user's change, not drift.
+        let (_, n) = object_written(&synced, &written(ApplyOutcome::Updated, None), Some(4), &now);
+        assert_eq!(n.unwrap().reason, "Applied");
+    }
+
+    #[test]
+    fn a_table_failure_is_not_ready() {
+        let (s, _) = object_written(
+            &ObjectStatus::default(),
+            &written(ApplyOutcome::Created, Some(Err("disk full".into()))),
+            Some(1),
+            &t("2026-01-01T00:00:00Z"),
+        );
+        assert!(!conditions::is_true(&s.conditions, READY));
+        let ready = s.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(
+            (ready.reason.as_str(), ready.message.as_str()),
+            ("OnlineStoreUnavailable", "disk full")
+        );
+    }
+
+    #[test]
+    fn failures_warn_once_per_reason_and_keep_what_was_known() {
+        let now = t("2026-01-01T00:00:00Z");
+        let (ok, _) = object_written(
+            &ObjectStatus::default(),
+            &written(ApplyOutcome::Created, None),
+            Some(1),
+            &now,
+        );
+        let err = Error::Reference {
+            kind: Kind::Entity,
+            name: "rider".into(),
+            message: "spec.entities[1]: no Entity named \"rider\"".into(),
+        };
+        let (failed, n) = object_failed(&ok, &err, Some(2), &now);
+        assert_eq!(
+            failed.project, ok.project,
+            "the project written before is kept for cleanup"
+        );
+        assert_eq!(failed.observed_generation, Some(2));
+        let ready = failed.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "EntityNotFound")
+        );
+        let n = n.unwrap();
+        assert!(n.warning && n.reason == "EntityNotFound" && n.message.contains("rider"));
+        let (_, again) = object_failed(&failed, &err, Some(2), &now);
+        assert!(again.is_none(), "the same reason again records no second event");
+    }
+
+    fn connected(registry: Result<ObjectCounts, Error>, online: Result<bool, Error>) -> Connected {
+        Connected {
+            registry: Some("postgres://root:***@db:5432/reg".into()),
+            online_kind: Some("redis".into()),
+            registry_result: registry,
+            online_result: online,
+        }
+    }
+
+    #[test]
+    fn store_conditions_follow_registry_and_online_store() {
+        let now = t("2026-01-01T00:00:00Z");
+        let counts = ObjectCounts {
+            feature_views: 3,
+            ..Default::default()
+        };
+        let (s, n, retry) = store(
+            &FeatureStoreStatus::default(),
+            &connected(Ok(counts), Ok(true)),
+            Some(1),
+            &now,
+        );
+        for c in [REGISTRY_READY, ONLINE_STORE_READY, READY] {
+            assert!(conditions::is_true(&s.conditions, c), "{c}");
+        }
+        assert_eq!(s.objects.unwrap().feature_views, 3);
+        assert!(!retry);
+        assert_eq!(n.unwrap().reason, "Ready");
+        // Unchanged: no event.
+        let (_, n, _) = store(&s, &connected(Ok(counts), Ok(true)), Some(1), &now);
+        assert!(n.is_none());
+        // The registry goes away: not ready, counts kept, retried, one warning.
+        let down = Error::Registry(larder_registry::RegistryError::Config("connection refused".into()));
+        let (d, n, retry) = store(&s, &connected(Err(down), Ok(true)), Some(1), &now);
+        assert!(!conditions::is_true(&d.conditions, REGISTRY_READY));
+        assert!(!conditions::is_true(&d.conditions, READY));
+        assert_eq!(d.objects, s.objects);
+        assert!(retry);
+        assert_eq!(n.unwrap().reason, "RegistryUnavailable");
+        // The online store fails alone.
+        let offline = Error::Online(larder_online::OnlineError::Config("timeout".into()));
+        let (o, _, retry) = store(&s, &connected(Ok(counts), Err(offline)), Some(1), &now);
+        assert!(conditions::is_true(&o.conditions, REGISTRY_READY));
+        assert!(!conditions::is_true(&o.conditions, ONLINE_STORE_READY));
+        assert!(!conditions::is_true(&o.conditions, READY));
+        assert!(retry);
+        // A spec error is not retried on a timer.
+        let (_, _, retry) = store(
+            &s,
+            &connected(Err(Error::InvalidSpec("x".into())), Ok(true)),
+            Some(2),
+            &now,
+        );
+        assert!(!retry);
+    }
+}
