@@ -14,6 +14,9 @@ use kube::{Api, Client, Resource as _, ResourceExt};
 use larder_model::Kind;
 use larder_model::crd::{DataSource, Entity, FeatureService, FeatureStore, FeatureView, Permission};
 
+use kube::runtime::controller::Action;
+
+use crate::Error;
 use crate::backend::Backends;
 use crate::metrics::Metrics;
 use crate::objects::{self, Resource};
@@ -154,13 +157,7 @@ impl Context {
     pub fn store_resources(&self, namespace: &str, store: &str) -> Vec<Resource> {
         let stores = self.store_names(namespace);
         let mut out = Vec::new();
-        for kind in [
-            Kind::Entity,
-            Kind::DataSource,
-            Kind::FeatureView,
-            Kind::FeatureService,
-            Kind::Permission,
-        ] {
+        for kind in objects::OBJECT_KINDS {
             for o in self.cached(kind, namespace) {
                 if let Ok(r) = objects::parse(kind, o.obj())
                     && objects::store_name(&r, &stores).ok().as_deref() == Some(store)
@@ -241,6 +238,27 @@ impl Context {
             )
             .await
             .map(|_| ())
+    }
+
+    /// Run one reconcile of `obj` in a tracing span, counted and timed by
+    /// kind; a failure is counted by its reason.
+    pub async fn instrument<F>(&self, kind: Kind, obj: &DynamicObject, reconcile: F) -> Result<Action, Error>
+    where
+        F: std::future::Future<Output = Result<Action, Error>>,
+    {
+        let label = kind.as_str();
+        let started = std::time::Instant::now();
+        self.metrics.reconciles.with_label_values(&[label]).inc();
+        let span = tracing::info_span!("reconcile", kind = label, object = %key(obj));
+        let result = tracing::Instrument::instrument(reconcile, span).await;
+        self.metrics
+            .duration
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            self.metrics.errors.with_label_values(&[label, e.label()]).inc();
+        }
+        result
     }
 
     /// Next retry delay for a failing object: 1 s doubling to the maximum.

@@ -19,6 +19,15 @@ use larder_model::{Kind, convert};
 
 use crate::Error;
 
+/// The kinds written to the registry as objects (all but FeatureStore).
+pub const OBJECT_KINDS: [Kind; 5] = [
+    Kind::Entity,
+    Kind::DataSource,
+    Kind::FeatureView,
+    Kind::FeatureService,
+    Kind::Permission,
+];
+
 /// The registry kind a resource kind is written as.
 pub fn feast_kind(kind: Kind) -> FeastKind {
     match kind {

@@ -29,15 +29,6 @@ use crate::raw::{
 };
 use crate::{Error, reconcile_object, reconcile_store};
 
-/// The kinds written to the registry, one controller each.
-pub const OBJECT_KINDS: [Kind; 5] = [
-    Kind::Entity,
-    Kind::DataSource,
-    Kind::FeatureView,
-    Kind::FeatureService,
-    Kind::Permission,
-];
-
 #[derive(Debug, Clone)]
 pub struct LeaderSettings {
     pub namespace: String,

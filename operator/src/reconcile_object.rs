@@ -4,7 +4,6 @@
 //! only when it differs, provision the view's online table, and report.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -24,24 +23,14 @@ use crate::objects::{self, Resource};
 use crate::status::{self, Notice, Written};
 
 pub async fn reconcile(kind: Kind, obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let label = kind.as_str();
-    ctx.metrics.reconciles.with_label_values(&[label]).inc();
-    let span = tracing::info_span!("reconcile", kind = label, object = %key(&obj));
-    let _enter = span.enter();
-    let result = if obj.metadata.deletion_timestamp.is_some() {
-        cleanup(kind, &obj, &ctx).await
-    } else {
-        apply(kind, &obj, &ctx).await
-    };
-    ctx.metrics
-        .duration
-        .with_label_values(&[label])
-        .observe(started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
-        ctx.metrics.errors.with_label_values(&[label, e.label()]).inc();
-    }
-    result
+    ctx.instrument(kind, &obj, async {
+        if obj.metadata.deletion_timestamp.is_some() {
+            cleanup(kind, &obj, &ctx).await
+        } else {
+            apply(kind, &obj, &ctx).await
+        }
+    })
+    .await
 }
 
 /// Retry transient failures with a growing delay; everything else waits

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -29,24 +29,14 @@ use crate::objects;
 use crate::status::{self, Connected};
 
 pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let label = Kind::FeatureStore.as_str();
-    ctx.metrics.reconciles.with_label_values(&[label]).inc();
-    let span = tracing::info_span!("reconcile", kind = label, object = %key(&obj));
-    let _enter = span.enter();
-    let result = if obj.metadata.deletion_timestamp.is_some() {
-        delete(&obj, &ctx).await
-    } else {
-        apply(&obj, &ctx).await
-    };
-    ctx.metrics
-        .duration
-        .with_label_values(&[label])
-        .observe(started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
-        ctx.metrics.errors.with_label_values(&[label, e.label()]).inc();
-    }
-    result
+    ctx.instrument(Kind::FeatureStore, &obj, async {
+        if obj.metadata.deletion_timestamp.is_some() {
+            delete(&obj, &ctx).await
+        } else {
+            apply(&obj, &ctx).await
+        }
+    })
+    .await
 }
 
 pub fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -158,13 +148,7 @@ async fn prune(ctx: &Context, ns: &str, store: &str, b: &Backend) -> Result<Opti
     }
     let stores = ctx.store_names(ns);
     let mut declared: HashSet<(FeastKind, String)> = HashSet::new();
-    for kind in [
-        Kind::Entity,
-        Kind::DataSource,
-        Kind::FeatureView,
-        Kind::FeatureService,
-        Kind::Permission,
-    ] {
+    for kind in objects::OBJECT_KINDS {
         for o in ctx.cached(kind, ns) {
             let o = o.obj();
             match objects::parse(kind, o) {
@@ -314,25 +298,19 @@ async fn delete(obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
     let store_key = key(obj);
     // Resources being deleted still need this store's registry to clean up after themselves.
     let stores = ctx.store_names(&ns);
-    let waiting = [
-        Kind::Entity,
-        Kind::DataSource,
-        Kind::FeatureView,
-        Kind::FeatureService,
-        Kind::Permission,
-    ]
-    .into_iter()
-    .flat_map(|k| ctx.cached(k, &ns).into_iter().map(move |o| (k, o)))
-    .filter(|(k, o)| {
-        let o = o.obj();
-        o.metadata.deletion_timestamp.is_some()
-            && o.finalizers().iter().any(|f| f == crate::FINALIZER)
-            && objects::parse(*k, o)
-                .ok()
-                .and_then(|r| objects::store_name(&r, &stores).ok())
-                .is_none_or(|s| s == store)
-    })
-    .count();
+    let waiting = objects::OBJECT_KINDS
+        .into_iter()
+        .flat_map(|k| ctx.cached(k, &ns).into_iter().map(move |o| (k, o)))
+        .filter(|(k, o)| {
+            let o = o.obj();
+            o.metadata.deletion_timestamp.is_some()
+                && o.finalizers().iter().any(|f| f == crate::FINALIZER)
+                && objects::parse(*k, o)
+                    .ok()
+                    .and_then(|r| objects::store_name(&r, &stores).ok())
+                    .is_none_or(|s| s == store)
+        })
+        .count();
     if waiting > 0 {
         tracing::info!(
             store = store_key,

@@ -27,15 +27,7 @@ async fn every_sample_applies_and_is_listed_under_the_larder_category() {
     let Some(client) = cluster().await else { return };
     let ns = TestNs::create(&client, "crd-samples").await;
     ns.apply(&samples()).await.expect("samples apply");
-    for (kind, name) in [
-        (Kind::FeatureStore, "driver-stats"),
-        (Kind::Entity, "driver"),
-        (Kind::DataSource, "driver-stats-source"),
-        (Kind::DataSource, "driver-stats-push"),
-        (Kind::FeatureView, "driver-hourly-stats"),
-        (Kind::FeatureService, "driver-activity"),
-        (Kind::Permission, "feature-readers"),
-    ] {
+    for (kind, name) in support::SAMPLE_RESOURCES {
         let o = ns
             .get(kind, name)
             .await

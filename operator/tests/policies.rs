@@ -10,48 +10,15 @@ use std::time::Duration;
 use larder_model::Kind;
 use larder_model::feast::{FeastKind, FeastObject};
 use larder_operator::operator::{Config, Status, run};
-use larder_registry::{Registry, RegistryConfig};
-use larder_testkit::{PgDatabase, SqliteFile};
-use support::{RunningOperator, TestNs, cluster, eventually, samples, with_sqlite_online};
-
-async fn registry(db: &PgDatabase) -> std::sync::Arc<dyn Registry> {
-    let cfg = RegistryConfig::from_location(db.url(), Duration::ZERO, std::path::Path::new("/")).unwrap();
-    larder_registry::open(&cfg).await.unwrap()
-}
-
-async fn names(reg: &dyn Registry, kind: FeastKind) -> Vec<String> {
-    reg.list("driver_stats", kind)
-        .await
-        .unwrap()
-        .iter()
-        .map(|o| o.name().to_string())
-        .collect()
-}
-
-async fn setup(prefix: &str) -> Option<(TestNs, PgDatabase)> {
-    let client = cluster().await?;
-    let ns = TestNs::create(&client, prefix).await;
-    let db = PgDatabase::create("larder_op").await;
-    ns.secret("larder-registry", "url", &db.postgresql_url()).await;
-    Some((ns, db))
-}
-
-fn sqlite_tables(path: &std::path::Path) -> Vec<String> {
-    let Ok(conn) = rusqlite::Connection::open(path) else {
-        return Vec::new();
-    };
-    let Ok(mut stmt) = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") else {
-        return Vec::new();
-    };
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .map(|rows| rows.filter_map(Result::ok).collect())
-        .unwrap_or_default()
-}
+use larder_testkit::SqliteFile;
+use support::{
+    RunningOperator, eventually, registry, registry_names, samples, setup, sqlite_tables, with_sqlite_online,
+};
 
 #[tokio::test]
 async fn exclusive_prunes_undeclared_objects_and_delete_drops_the_project() {
     let online = SqliteFile::new("online.db");
-    let Some((ns, db)) = setup("op-policy").await else {
+    let Some((ns, db)) = setup("op-policy", None).await else {
         return;
     };
     let reg = registry(&db).await;
@@ -71,23 +38,26 @@ async fn exclusive_prunes_undeclared_objects_and_delete_drops_the_project() {
     let stray = larder_testkit::objects::entity("stray", "stray_id");
     reg.apply("driver_stats", FeastObject::Entity(stray)).await.unwrap();
     assert!(
-        names(reg.as_ref(), FeastKind::Entity)
+        registry_names(reg.as_ref(), FeastKind::Entity)
             .await
             .contains(&"stray".to_string())
     );
     eventually(Duration::from_secs(30), "the stray entity pruned", || {
         let reg = reg.clone();
         async move {
-            !names(reg.as_ref(), FeastKind::Entity)
+            !registry_names(reg.as_ref(), FeastKind::Entity)
                 .await
                 .contains(&"stray".to_string())
         }
     })
     .await;
     // Declared objects stay.
-    assert_eq!(names(reg.as_ref(), FeastKind::Entity).await, vec!["driver".to_string()]);
     assert_eq!(
-        names(reg.as_ref(), FeastKind::FeatureView).await,
+        registry_names(reg.as_ref(), FeastKind::Entity).await,
+        vec!["driver".to_string()]
+    );
+    assert_eq!(
+        registry_names(reg.as_ref(), FeastKind::FeatureView).await,
         vec!["driver_hourly_stats".to_string()]
     );
 
@@ -112,7 +82,7 @@ async fn exclusive_prunes_undeclared_objects_and_delete_drops_the_project() {
 #[tokio::test]
 async fn an_unparsable_resource_is_reported_and_the_others_still_reconcile() {
     let online = SqliteFile::new("online.db");
-    let Some((ns, db)) = setup("op-unparsable").await else {
+    let Some((ns, db)) = setup("op-unparsable", None).await else {
         return;
     };
     let reg = registry(&db).await;
@@ -133,7 +103,7 @@ async fn an_unparsable_resource_is_reported_and_the_others_still_reconcile() {
     ns.wait_condition(Kind::FeatureService, "driver-activity", "Ready", true)
         .await;
     assert_eq!(
-        names(reg.as_ref(), FeastKind::FeatureView).await,
+        registry_names(reg.as_ref(), FeastKind::FeatureView).await,
         vec!["driver_hourly_stats".to_string()]
     );
     // Fixing it heals it.
@@ -144,7 +114,7 @@ async fn an_unparsable_resource_is_reported_and_the_others_still_reconcile() {
     .unwrap();
     ns.wait_condition(Kind::FeatureView, "forever", "Ready", true).await;
     assert!(
-        names(reg.as_ref(), FeastKind::FeatureView)
+        registry_names(reg.as_ref(), FeastKind::FeatureView)
             .await
             .contains(&"forever".to_string())
     );
@@ -170,7 +140,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_readiness_are_served() {
     let online = SqliteFile::new("online.db");
-    let Some((ns, _db)) = setup("op-metrics").await else {
+    let Some((ns, _db)) = setup("op-metrics", None).await else {
         return;
     };
     let port = std::net::TcpListener::bind("127.0.0.1:0")

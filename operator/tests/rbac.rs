@@ -126,16 +126,7 @@ async fn the_shipped_rbac_is_enough_and_no_more() {
         "rbac-replica",
     );
     ns.apply(&with_sqlite_online(&samples(), online.path())).await.unwrap();
-    for (kind, name) in [
-        (Kind::FeatureStore, "driver-stats"),
-        (Kind::Entity, "driver"),
-        (Kind::DataSource, "driver-stats-push"),
-        (Kind::FeatureView, "driver-hourly-stats"),
-        (Kind::FeatureService, "driver-activity"),
-        (Kind::Permission, "feature-readers"),
-    ] {
-        ns.wait_condition(kind, name, "Ready", true).await;
-    }
+    support::wait_all_ready(&ns).await;
     assert!(op.leading());
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &ns.name)
         .list(&Default::default())

@@ -9,69 +9,18 @@ use std::time::Duration;
 use larder_model::Kind;
 use larder_model::feast::{FeastKind, FeastObject};
 use larder_operator::operator::LeaderSettings;
-use larder_registry::{Registry, RegistryConfig};
+use larder_registry::Registry;
 use larder_testkit::{PgDatabase, RedisDb, SqliteFile};
 use sqlx::Row;
 use support::{
-    RunningOperator, TestNs, cluster, eventually, feast_check_registry, feast_python, samples, with_sqlite_online,
+    PASSWORD, RunningOperator, SAMPLE_RESOURCES, TestNs, cluster, eventually, feast_check_registry, feast_python,
+    registry, samples, setup, sqlite_tables, wait_all_ready, with_sqlite_online,
 };
-
-const PASSWORD: &str = "s3cret-Pa55word";
-
-const ALL: [(Kind, &str); 7] = [
-    (Kind::FeatureStore, "driver-stats"),
-    (Kind::Entity, "driver"),
-    (Kind::DataSource, "driver-stats-source"),
-    (Kind::DataSource, "driver-stats-push"),
-    (Kind::FeatureView, "driver-hourly-stats"),
-    (Kind::FeatureService, "driver-activity"),
-    (Kind::Permission, "feature-readers"),
-];
-
-async fn registry(db: &PgDatabase) -> std::sync::Arc<dyn Registry> {
-    let cfg = RegistryConfig::from_location(db.url(), Duration::ZERO, std::path::Path::new("/")).unwrap();
-    larder_registry::open(&cfg).await.unwrap()
-}
 
 async fn view(reg: &dyn Registry, name: &str) -> Option<larder_protos::feast::core::FeatureView> {
     match reg.get("driver_stats", FeastKind::FeatureView, name).await.unwrap() {
         Some(FeastObject::FeatureView(v)) => Some(v),
         _ => None,
-    }
-}
-
-fn sqlite_tables(path: &std::path::Path) -> Vec<String> {
-    let Ok(conn) = rusqlite::Connection::open(path) else {
-        return Vec::new();
-    };
-    let Ok(mut stmt) = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") else {
-        return Vec::new();
-    };
-    stmt.query_map([], |r| r.get::<_, String>(0))
-        .map(|rows| rows.filter_map(Result::ok).collect())
-        .unwrap_or_default()
-}
-
-/// A namespace with the samples' Secrets pointing at this test's databases.
-async fn setup(prefix: &str, redis: Option<&RedisDb>) -> Option<(TestNs, PgDatabase)> {
-    let client = cluster().await?;
-    let ns = TestNs::create(&client, prefix).await;
-    let db = PgDatabase::create("larder_op").await;
-    // Trust authentication ignores the password: it is there to prove it never leaks.
-    let url = db
-        .postgresql_url()
-        .replacen("postgresql://root@", &format!("postgresql://root:{PASSWORD}@"), 1);
-    ns.secret("larder-registry", "url", &url).await;
-    if let Some(r) = redis {
-        ns.secret("larder-online", "connectionString", &r.connection_string())
-            .await;
-    }
-    Some((ns, db))
-}
-
-async fn wait_all_ready(ns: &TestNs) {
-    for (kind, name) in ALL {
-        ns.wait_condition(kind, name, "Ready", true).await;
     }
 }
 
@@ -122,7 +71,7 @@ async fn samples_become_ready_and_feast_reads_every_object() {
         .unwrap();
     assert!(!events.items.is_empty());
     for o in std::iter::once(serde_json::to_string(&events).unwrap()).chain(
-        futures_util::future::join_all(ALL.iter().map(|(k, n)| ns.get(*k, n)))
+        futures_util::future::join_all(SAMPLE_RESOURCES.iter().map(|(k, n)| ns.get(*k, n)))
             .await
             .into_iter()
             .map(|o| serde_json::to_string(&o.unwrap().data).unwrap()),

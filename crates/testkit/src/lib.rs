@@ -18,12 +18,14 @@
 //! - [`SqliteFile`]: a SQLite file path in a temporary directory of its own.
 //! - [`objects`]: Feast objects (entity, file source, feature view) shaped
 //!   like what Feast 0.67's SDK writes.
+//! - [`feast::python`]: Feast 0.67's venv python, required in CI.
 //! - [`unique_name`]: names (projects, key spaces) no other test uses.
 //!
 //! Constructors named `create`/`lease`/`new` are for tests: they panic with
 //! a message naming the service when it is not reachable. Tools that want
 //! errors instead use [`SqlDatabase::create_on`].
 
+pub mod feast;
 pub mod objects;
 mod redis_db;
 mod sql;

@@ -290,24 +290,9 @@ pub fn with_sqlite_online(samples: &str, path: &Path) -> String {
     )
 }
 
-/// Feast 0.67's venv python, or `None` locally without it (CI must have it).
+/// Feast 0.67's venv python; see [`larder_testkit::feast::python`].
 pub fn feast_python() -> Option<PathBuf> {
-    let p = std::env::var_os("LARDER_FEAST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/larder/feast-0.67.0/bin/python")
-        });
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "Feast venv not found at {} (scripts/feast-venv.sh installs it)",
-            p.display()
-        );
-    }
-    eprintln!("SKIPPED the Feast part: no Feast venv at {}", p.display());
-    None
+    larder_testkit::feast::python()
 }
 
 /// Run e2e/feast/check_registry.py against a SQL registry; panics on mismatch.
@@ -348,4 +333,75 @@ pub fn arc<T>(t: T) -> Arc<T> {
 /// Names of the object's finalizers.
 pub fn finalizers(o: &DynamicObject) -> Vec<String> {
     o.finalizers().to_vec()
+}
+
+/// Every resource of config/samples, by kind and metadata name.
+pub const SAMPLE_RESOURCES: [(Kind, &str); 7] = [
+    (Kind::FeatureStore, "driver-stats"),
+    (Kind::Entity, "driver"),
+    (Kind::DataSource, "driver-stats-source"),
+    (Kind::DataSource, "driver-stats-push"),
+    (Kind::FeatureView, "driver-hourly-stats"),
+    (Kind::FeatureService, "driver-activity"),
+    (Kind::Permission, "feature-readers"),
+];
+
+/// The password put in the registry URL Secret. Trust authentication ignores
+/// it: it is there to prove it never leaks into status, events or logs.
+pub const PASSWORD: &str = "s3cret-Pa55word";
+
+/// A namespace of the test's own, a registry database, and the samples'
+/// Secrets pointing at them (and at `redis`, when given).
+pub async fn setup(
+    prefix: &str,
+    redis: Option<&larder_testkit::RedisDb>,
+) -> Option<(TestNs, larder_testkit::PgDatabase)> {
+    let client = cluster().await?;
+    let ns = TestNs::create(&client, prefix).await;
+    let db = larder_testkit::PgDatabase::create("larder_op").await;
+    let url = db
+        .postgresql_url()
+        .replacen("postgresql://root@", &format!("postgresql://root:{PASSWORD}@"), 1);
+    ns.secret("larder-registry", "url", &url).await;
+    if let Some(r) = redis {
+        ns.secret("larder-online", "connectionString", &r.connection_string())
+            .await;
+    }
+    Some((ns, db))
+}
+
+pub async fn wait_all_ready(ns: &TestNs) {
+    for (kind, name) in SAMPLE_RESOURCES {
+        ns.wait_condition(kind, name, "Ready", true).await;
+    }
+}
+
+/// The test's registry, read directly (no cache).
+pub async fn registry(db: &larder_testkit::PgDatabase) -> Arc<dyn larder_registry::Registry> {
+    let cfg = larder_registry::RegistryConfig::from_location(db.url(), Duration::ZERO, Path::new("/")).unwrap();
+    larder_registry::open(&cfg).await.unwrap()
+}
+
+/// Names of the registry objects of `kind` in the samples' project.
+pub async fn registry_names(reg: &dyn larder_registry::Registry, kind: larder_model::feast::FeastKind) -> Vec<String> {
+    reg.list("driver_stats", kind)
+        .await
+        .unwrap()
+        .iter()
+        .map(|o| o.name().to_string())
+        .filter(|n| !n.starts_with("__"))
+        .collect()
+}
+
+/// The tables of a SQLite online store (none when the file does not exist).
+pub fn sqlite_tables(path: &Path) -> Vec<String> {
+    let Ok(conn) = rusqlite::Connection::open(path) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
 }

@@ -80,28 +80,9 @@ pub async fn dump_sql(url: &str) -> Vec<String> {
     out
 }
 
-/// The Feast 0.67 venv's python. In CI (`CI` set) a missing venv fails the
-/// test; elsewhere the test is skipped with a message.
+/// The Feast 0.67 venv's python; see [`larder_testkit::feast::python`].
 pub fn feast_python() -> Option<PathBuf> {
-    let p = std::env::var_os("LARDER_FEAST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/larder/feast-0.67.0/bin/python")
-        });
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "Feast venv not found at {} (CI must install it: see .ci/run)",
-            p.display()
-        );
-    }
-    eprintln!(
-        "SKIPPED: Feast 0.67 venv not found at {}; run scripts/feast-venv.sh",
-        p.display()
-    );
-    None
+    larder_testkit::feast::python()
 }
 
 /// Run a Feast e2e script with the venv's python (TZ=UTC).
