@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource as _, ResourceExt};
 use larder_model::Kind;
 use larder_model::crd::{DataSource, Entity, FeatureService, FeatureStore, FeatureView, Permission};
@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use crate::Error;
 use crate::backend::Backends;
 use crate::metrics::Metrics;
-use crate::objects::{self, Resource};
+
 use crate::raw::{
     Cached, DataSourceKind, EntityKind, FeatureServiceKind, FeatureStoreKind, FeatureViewKind, PermissionKind, Raw,
 };
@@ -70,7 +70,26 @@ fn erase<M: Send + Sync + 'static>(v: Vec<Arc<Raw<M>>>) -> Vec<Cached> {
     v.into_iter().map(|o| o as Cached).collect()
 }
 
+fn erase_one<M: Send + Sync + 'static>(o: Option<Arc<Raw<M>>>) -> Option<Cached> {
+    o.map(|o| o as Cached)
+}
+
 impl Caches {
+    /// One resource, looked up by key (no scan).
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Cached> {
+        fn r<M: crate::raw::KindMarker>(ns: &str, name: &str) -> ObjectRef<Raw<M>> {
+            ObjectRef::new(name).within(ns)
+        }
+        match kind {
+            Kind::FeatureStore => erase_one(self.stores.get(&r(namespace, name))),
+            Kind::Entity => erase_one(self.entities.get(&r(namespace, name))),
+            Kind::DataSource => erase_one(self.sources.get(&r(namespace, name))),
+            Kind::FeatureView => erase_one(self.views.get(&r(namespace, name))),
+            Kind::FeatureService => erase_one(self.services.get(&r(namespace, name))),
+            Kind::Permission => erase_one(self.permissions.get(&r(namespace, name))),
+        }
+    }
+
     /// Every cached resource of `kind`.
     pub fn all(&self, kind: Kind) -> Vec<Cached> {
         match kind {
@@ -152,21 +171,9 @@ impl Context {
         names
     }
 
-    /// The namespace's parsed resources that belong to FeatureStore `store`
-    /// (kinds other than FeatureStore); unparsable ones are left out.
-    pub fn store_resources(&self, namespace: &str, store: &str) -> Vec<Resource> {
-        let stores = self.store_names(namespace);
-        let mut out = Vec::new();
-        for kind in objects::OBJECT_KINDS {
-            for o in self.cached(kind, namespace) {
-                if let Ok(r) = objects::parse(kind, o.obj())
-                    && objects::store_name(&r, &stores).ok().as_deref() == Some(store)
-                {
-                    out.push(r);
-                }
-            }
-        }
-        out
+    /// One cached resource by kind, namespace and metadata name.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Cached> {
+        self.caches.get(kind, namespace, name)
     }
 
     /// Record an event on `obj`; failures are logged, never fatal.

@@ -108,6 +108,55 @@ pub fn store_name(res: &Resource, stores_in_namespace: &[String]) -> Result<Stri
     }
 }
 
+/// `references` read straight from a watched object's JSON, without
+/// parsing it: the watch mappers run this for every candidate on every
+/// change, where a full parse per object would dominate the CPU time.
+pub fn raw_references(kind: Kind, obj: &DynamicObject) -> Vec<(Kind, String)> {
+    let spec = &obj.data["spec"];
+    let s = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    match kind {
+        Kind::DataSource => s(&spec["push"]["batchSource"])
+            .map(|n| (Kind::DataSource, n))
+            .into_iter()
+            .collect(),
+        Kind::FeatureView => spec["entities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(s)
+            .map(|n| (Kind::Entity, n))
+            .chain(s(&spec["source"]).map(|n| (Kind::DataSource, n)))
+            .collect(),
+        Kind::FeatureService => spec["features"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| s(&p["view"]))
+            .map(|n| (Kind::FeatureView, n))
+            .collect(),
+        Kind::FeatureStore | Kind::Entity | Kind::Permission => Vec::new(),
+    }
+}
+
+/// The registry name of a watched object (`spec.name`, else `metadata.name`), without parsing it.
+pub fn raw_feast_name(obj: &DynamicObject) -> &str {
+    obj.data["spec"]["name"]
+        .as_str()
+        .or(obj.metadata.name.as_deref())
+        .unwrap_or_default()
+}
+
+/// The FeatureStore a watched object belongs to, without parsing it (see [`store_name`]).
+pub fn raw_store_name(obj: &DynamicObject, stores_in_namespace: &[String]) -> Option<String> {
+    match obj.data["spec"]["storeRef"].as_str() {
+        Some(r) => stores_in_namespace.iter().find(|s| *s == r).cloned(),
+        None => match stores_in_namespace {
+            [one] => Some(one.clone()),
+            _ => None,
+        },
+    }
+}
+
 /// The metadata names a resource refers to directly.
 pub fn references(obj: &Object) -> Vec<(Kind, String)> {
     match obj {
@@ -135,9 +184,9 @@ pub fn references(obj: &Object) -> Vec<(Kind, String)> {
 }
 
 /// `target`, the FeatureStore and everything `target` depends on
-/// (transitively) among `candidates` (the store's resources). References
-/// that are missing stay missing: validation names them.
-pub fn closure(target: &Resource, store: &Resource, candidates: &[Resource]) -> Vec<Loaded> {
+/// (transitively), found by `lookup` (kind, metadata name → the store's
+/// resource). References that are missing stay missing: validation names them.
+pub fn closure(target: &Resource, store: &Resource, lookup: impl Fn(Kind, &str) -> Option<Resource>) -> Vec<Loaded> {
     let mut out = vec![store.loaded.clone(), target.loaded.clone()];
     let mut todo = references(&target.loaded.object);
     let mut seen: Vec<(Kind, String)> = vec![(target.kind(), target.name().to_string())];
@@ -146,9 +195,9 @@ pub fn closure(target: &Resource, store: &Resource, candidates: &[Resource]) -> 
             continue;
         }
         seen.push((kind, name.clone()));
-        if let Some(dep) = candidates.iter().find(|c| c.kind() == kind && c.name() == name) {
+        if let Some(dep) = lookup(kind, &name) {
             todo.extend(references(&dep.loaded.object));
-            out.push(dep.loaded.clone());
+            out.push(dep.loaded);
         }
     }
     out
@@ -228,14 +277,12 @@ pub fn is_current_and_ready(o: &DynamicObject) -> bool {
 
 /// Refuse to write `target` while a resource it refers to is not in the
 /// registry yet, so Feast never reads a reference to a missing object.
-/// `lookup` finds a watched resource by kind and metadata name.
-pub fn check_dependencies_ready<'a>(
-    target: &Resource,
-    lookup: impl Fn(Kind, &str) -> Option<&'a DynamicObject>,
-) -> Result<(), Error> {
+/// `ready` says whether the resource of a kind and metadata name is
+/// (see [`is_current_and_ready`]).
+pub fn check_dependencies_ready(target: &Resource, ready: impl Fn(Kind, &str) -> bool) -> Result<(), Error> {
     let waiting: Vec<String> = references(&target.loaded.object)
         .into_iter()
-        .filter(|(k, n)| !lookup(*k, n).is_some_and(is_current_and_ready))
+        .filter(|(k, n)| !ready(*k, n))
         .map(|(k, n)| format!("{k} {n}"))
         .collect();
     if waiting.is_empty() {
@@ -312,6 +359,10 @@ mod tests {
         )
     }
 
+    fn find(all: &[Resource]) -> impl Fn(Kind, &str) -> Option<Resource> + '_ {
+        move |k, n| all.iter().find(|r| r.kind() == k && r.name() == n).cloned()
+    }
+
     fn deps() -> Vec<Resource> {
         vec![
             res(
@@ -336,7 +387,7 @@ mod tests {
     #[test]
     fn view_converts_with_its_entity_and_sources() {
         let v = view(&["driver"]);
-        let c = closure(&v, &store(), &deps());
+        let c = closure(&v, &store(), find(&deps()));
         // store, view, entity, push source, batch source — not the unrelated entity
         assert_eq!(c.len(), 5);
         let catalog = check(&v, c).unwrap();
@@ -362,13 +413,13 @@ mod tests {
     #[test]
     fn missing_entity_is_named() {
         let v = view(&["driver", "rider"]);
-        let err = check(&v, closure(&v, &store(), &deps())).unwrap_err();
+        let err = check(&v, closure(&v, &store(), find(&deps()))).unwrap_err();
         assert_eq!(err.label(), "EntityNotFound");
         assert!(err.to_string().contains("rider"), "{err}");
         let mut no_source = deps();
         no_source.retain(|d| d.kind() != Kind::DataSource);
         let v = view(&["driver"]);
-        let err = check(&v, closure(&v, &store(), &no_source)).unwrap_err();
+        let err = check(&v, closure(&v, &store(), find(&no_source))).unwrap_err();
         assert_eq!(err.label(), "SourceNotFound");
     }
 
@@ -381,7 +432,7 @@ mod tests {
             serde_json::json!({"joinKey": "driver-id", "valueType": "Int64"}),
         );
         let v = view(&["driver"]);
-        let err = check(&v, closure(&v, &store(), &d)).unwrap_err();
+        let err = check(&v, closure(&v, &store(), find(&d))).unwrap_err();
         assert_eq!(err.label(), "DependencyInvalid");
         assert!(err.to_string().contains("Entity team-a/driver"), "{err}");
     }
@@ -393,7 +444,7 @@ mod tests {
             "v",
             serde_json::json!({"entities": ["driver"], "source": "driver-stats-source", "features": [{"name": "a", "type": "Int64"}, {"name": "a", "type": "Int64"}]}),
         );
-        let err = check(&v, closure(&v, &store(), &deps())).unwrap_err();
+        let err = check(&v, closure(&v, &store(), find(&deps()))).unwrap_err();
         assert_eq!(err.label(), "InvalidSpec");
         assert!(err.to_string().contains("spec.features[1].name"), "{err}");
         let bad = dynamic(
@@ -427,17 +478,60 @@ mod tests {
             "a status of an older generation does not count"
         );
         assert!(!is_current_and_ready(&failed));
-        assert!(check_dependencies_ready(&v, |_, _| Some(&ok)).is_ok());
+        let ready_if = |o: &DynamicObject| is_current_and_ready(o);
+        assert!(check_dependencies_ready(&v, |_, _| ready_if(&ok)).is_ok());
         let err =
-            check_dependencies_ready(&v, |k, _| if k == Kind::Entity { Some(&stale) } else { Some(&ok) }).unwrap_err();
+            check_dependencies_ready(&v, |k, _| ready_if(if k == Kind::Entity { &stale } else { &ok })).unwrap_err();
         assert_eq!(err.label(), "DependencyNotReady");
         assert!(err.to_string().contains("Entity driver"), "{err}");
         assert!(!err.to_string().contains("DataSource"), "{err}");
-        let err = check_dependencies_ready(&v, |_, _| None).unwrap_err();
+        let err = check_dependencies_ready(&v, |_, _| false).unwrap_err();
         assert!(err.to_string().contains("DataSource driver-stats-source"), "{err}");
         // Resources without references never wait.
         let e = res(Kind::Entity, "e", serde_json::json!({"valueType": "Int64"}));
-        assert!(check_dependencies_ready(&e, |_, _| None).is_ok());
+        assert!(check_dependencies_ready(&e, |_, _| false).is_ok());
+    }
+
+    #[test]
+    fn raw_accessors_agree_with_the_parsed_model() {
+        let objs = [
+            dynamic(
+                Kind::FeatureView,
+                "v",
+                serde_json::json!({"name": "fv", "entities": ["a", "b"], "source": "s", "storeRef": "two", "features": []}),
+                "2026-01-01T00:00:00Z",
+            ),
+            dynamic(
+                Kind::DataSource,
+                "p",
+                serde_json::json!({"push": {"batchSource": "b"}}),
+                "2026-01-01T00:00:00Z",
+            ),
+            dynamic(
+                Kind::FeatureService,
+                "svc",
+                serde_json::json!({"features": [{"view": "v1"}, {"view": "v2", "features": ["x"]}]}),
+                "2026-01-01T00:00:00Z",
+            ),
+            dynamic(
+                Kind::Entity,
+                "e",
+                serde_json::json!({"valueType": "Int64"}),
+                "2026-01-01T00:00:00Z",
+            ),
+        ];
+        for (o, kind) in objs
+            .iter()
+            .zip([Kind::FeatureView, Kind::DataSource, Kind::FeatureService, Kind::Entity])
+        {
+            let r = parse(kind, o).unwrap();
+            assert_eq!(raw_references(kind, o), references(&r.loaded.object), "{kind}");
+            assert_eq!(raw_feast_name(o), r.loaded.object.feast_name(), "{kind}");
+        }
+        let stores = ["one".to_string(), "two".to_string()];
+        assert_eq!(raw_store_name(&objs[0], &stores).as_deref(), Some("two"));
+        assert_eq!(raw_store_name(&objs[3], &stores), None, "ambiguous without storeRef");
+        assert_eq!(raw_store_name(&objs[3], &stores[..1]).as_deref(), Some("one"));
     }
 
     #[test]

@@ -442,12 +442,7 @@ fn object_controller<M: KindMarker>(
                 .state()
                 .into_iter()
                 .filter(|o| o.obj.namespace().as_deref() == Some(ns.as_str()))
-                .filter(|o| {
-                    objects::parse(M::KIND, &o.obj)
-                        .ok()
-                        .and_then(|r| objects::store_name(&r, &names).ok())
-                        .is_none_or(|n| n == store.obj.name_any())
-                })
+                .filter(|o| objects::raw_store_name(&o.obj, &names).is_none_or(|n| n == store.obj.name_any()))
                 .map(|o| objref::<M>(&o.obj))
                 .collect::<Vec<_>>()
         })
@@ -476,8 +471,7 @@ fn store_of<O: KindMarker>(
             .filter(|o| o.obj.namespace().as_deref() == Some(ns.as_str()))
             .map(|o| o.obj.name_any())
             .collect();
-        let res = objects::parse(O::KIND, &changed.obj).ok()?;
-        let store = objects::store_name(&res, &names).ok()?;
+        let store = objects::raw_store_name(&changed.obj, &names)?;
         Some(ObjectRef::new(&store).within(&ns))
     }
 }
@@ -489,8 +483,8 @@ fn dependents_of<M: KindMarker, O: KindMarker>(
 ) -> impl Fn(Arc<Raw<O>>) -> Vec<ObjectRef<Raw<M>>> + Send + Sync + 'static {
     let reader = reader.clone();
     move |changed: Arc<Raw<O>>| {
-        let objs: Vec<DynamicObject> = reader.state().iter().map(|o| o.obj.clone()).collect();
-        dependents(M::KIND, O::KIND, &changed.obj, &objs)
+        let candidates = reader.state();
+        dependents(M::KIND, O::KIND, &changed.obj, candidates.iter().map(|o| &o.obj))
             .into_iter()
             .map(|o| objref::<M>(o))
             .collect()
@@ -504,25 +498,93 @@ fn dependents<'a>(
     kind: Kind,
     other: Kind,
     changed: &DynamicObject,
-    candidates: &'a [DynamicObject],
+    candidates: impl Iterator<Item = &'a DynamicObject>,
 ) -> Vec<&'a DynamicObject> {
     let ns = changed.namespace().unwrap_or_default();
     let changed_name = changed.name_any();
-    let changed_feast = objects::parse(other, changed)
-        .ok()
-        .map(|r| r.loaded.object.feast_name().to_string());
+    let changed_feast = objects::raw_feast_name(changed);
     candidates
-        .iter()
         .filter(|o| o.namespace().as_deref() == Some(ns.as_str()) && !(kind == other && o.name_any() == changed_name))
         .filter(|o| {
-            let Ok(r) = objects::parse(kind, o) else {
-                return false;
-            };
-            let refers = objects::references(&r.loaded.object)
+            let refers = objects::raw_references(kind, o)
                 .iter()
                 .any(|(k, n)| *k == other && *n == changed_name);
-            let same_name = kind == other && changed_feast.as_deref() == Some(r.loaded.object.feast_name());
+            let same_name = kind == other && objects::raw_feast_name(o) == changed_feast;
             refers || same_name
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::api::ObjectMeta;
+
+    fn obj(ns: &str, name: &str, spec: serde_json::Value) -> DynamicObject {
+        DynamicObject {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            data: serde_json::json!({ "spec": spec }),
+        }
+    }
+
+    fn names(v: Vec<&DynamicObject>) -> Vec<String> {
+        v.into_iter().map(|o| o.name_any()).collect()
+    }
+
+    #[test]
+    fn a_change_requeues_what_refers_to_it_in_its_namespace() {
+        let entity = obj("a", "driver", serde_json::json!({"valueType": "Int64"}));
+        let views = [
+            obj(
+                "a",
+                "uses-driver",
+                serde_json::json!({"entities": ["driver"], "source": "s"}),
+            ),
+            obj(
+                "a",
+                "uses-rider",
+                serde_json::json!({"entities": ["rider"], "source": "s"}),
+            ),
+            obj(
+                "b",
+                "other-namespace",
+                serde_json::json!({"entities": ["driver"], "source": "s"}),
+            ),
+            obj(
+                "a",
+                "uses-source-driver",
+                serde_json::json!({"entities": ["x"], "source": "driver"}),
+            ),
+        ];
+        assert_eq!(
+            names(dependents(Kind::FeatureView, Kind::Entity, &entity, views.iter())),
+            vec!["uses-driver"]
+        );
+        let source = obj("a", "s", serde_json::json!({"file": {"path": "/x"}}));
+        assert_eq!(
+            names(dependents(Kind::FeatureView, Kind::DataSource, &source, views.iter())),
+            vec!["uses-driver", "uses-rider"]
+        );
+    }
+
+    #[test]
+    fn a_change_requeues_resources_sharing_its_registry_name() {
+        let gone = obj("a", "old", serde_json::json!({"name": "driver", "valueType": "Int64"}));
+        let entities = [
+            gone.clone(),
+            obj("a", "new", serde_json::json!({"name": "driver", "valueType": "Int64"})),
+            obj("a", "driver", serde_json::json!({"valueType": "Int64"})),
+            obj("a", "other", serde_json::json!({"valueType": "Int64"})),
+        ];
+        assert_eq!(
+            names(dependents(Kind::Entity, Kind::Entity, &gone, entities.iter())),
+            vec!["new", "driver"],
+            "the resource itself is not requeued; both others named `driver` in the registry are"
+        );
+    }
 }

@@ -115,26 +115,29 @@ async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context, previous: &Object
     let res = objects::parse(kind, obj)?;
     let (store, backend) = backend_for(&res, &ns, ctx)?;
     let store_name = store.name().to_string();
-    let candidates = ctx.store_resources(&ns, &store_name);
-    let same_kind: Vec<Resource> = candidates
+    let stores = ctx.store_names(&ns);
+    // Same registry name, same store: only those need parsing for the conflict check.
+    let fname = res.loaded.object.feast_name().to_string();
+    let same_name: Vec<Resource> = ctx
+        .cached(kind, &ns)
         .iter()
-        .filter(|c| c.kind() == kind && c.name() != res.name())
-        .cloned()
+        .map(|o| o.obj())
+        .filter(|o| o.name_any() != res.name() && objects::raw_feast_name(o) == fname)
+        .filter(|o| objects::raw_store_name(o, &stores).as_deref() == Some(store_name.as_str()))
+        .filter_map(|o| objects::parse(kind, o).ok())
         .collect();
-    objects::check_name_conflict(&res, &same_kind)?;
-    let catalog = objects::check(&res, objects::closure(&res, &store, &candidates))?;
-    let cached: Vec<(Kind, crate::raw::Cached)> = objects::references(&res.loaded.object)
-        .iter()
-        .map(|(k, _)| *k)
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .flat_map(|k| ctx.cached(k, &ns).into_iter().map(move |o| (k, o)))
-        .collect();
+    objects::check_name_conflict(&res, &same_name)?;
+    // Dependencies by key, parsed only when they belong to the same store.
+    let lookup = |k: Kind, name: &str| {
+        let cached = ctx.get(k, &ns, name)?;
+        (objects::raw_store_name(cached.obj(), &stores).as_deref() == Some(store_name.as_str()))
+            .then(|| objects::parse(k, cached.obj()).ok())
+            .flatten()
+    };
+    let catalog = objects::check(&res, objects::closure(&res, &store, lookup))?;
     objects::check_dependencies_ready(&res, |kind, name| {
-        cached
-            .iter()
-            .find(|(k, o)| *k == kind && o.obj().name_any() == name)
-            .map(|(_, o)| o.obj())
+        ctx.get(kind, &ns, name)
+            .is_some_and(|o| objects::is_current_and_ready(o.obj()))
     })?;
     let project = backend.config.project.clone();
     let desired = objects::build(&catalog, &res, &project)?;
@@ -214,7 +217,7 @@ async fn cleanup(kind: Kind, obj: &DynamicObject, ctx: &Context) -> Result<Actio
             let o = o.obj();
             o.metadata.deletion_timestamp.is_none()
                 && o.name_any() != obj.name_any()
-                && objects::parse(kind, o).is_ok_and(|r| r.loaded.object.feast_name() == fname)
+                && objects::raw_feast_name(o) == fname
         });
         match backend {
             Some(b) if b.config.project == *project && !still_declared => {

@@ -255,7 +255,10 @@ async fn registry_outage_is_reported_and_recovers() {
         .wait_condition(Kind::FeatureStore, "driver-stats", "RegistryReady", false)
         .await;
     assert_eq!(c["reason"], "RegistryUnavailable", "{c}");
-    assert!(!c.to_string().contains(PASSWORD), "the registry password leaked into a condition: {c}");
+    assert!(
+        !c.to_string().contains(PASSWORD),
+        "the registry password leaked into a condition: {c}"
+    );
     let ready = support::condition(&ns.get(Kind::FeatureStore, "driver-stats").await.unwrap(), "Ready").unwrap();
     assert_eq!(ready["status"], "False");
     sqlx::query(sqlx::AssertSqlSafe(format!(
