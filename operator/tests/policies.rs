@@ -118,8 +118,9 @@ async fn an_unparsable_resource_is_reported_and_the_others_still_reconcile() {
             .await
             .contains(&"forever".to_string())
     );
+    // Removed while the operator runs, so it can release the finalizers.
+    ns.remove(true).await;
     op.stop().await;
-    ns.remove(false).await;
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -186,6 +187,8 @@ async fn metrics_health_and_readiness_are_served() {
     ] {
         assert!(body.contains(needle), "{needle} not in /metrics:\n{body}");
     }
+    // Removed while the operator runs, so it can release the finalizers.
+    ns.remove(true).await;
     let _ = tx.send(());
     tokio::time::timeout(Duration::from_secs(30), handle)
         .await
@@ -197,5 +200,4 @@ async fn metrics_health_and_readiness_are_served() {
         http_get(port, "/healthz").is_none()
     })
     .await;
-    ns.remove(false).await;
 }

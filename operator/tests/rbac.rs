@@ -143,8 +143,9 @@ async fn the_shipped_rbac_is_enough_and_no_more() {
         async move { ns.get(Kind::FeatureService, "driver-activity").await.is_none() }
     })
     .await;
+    // Removed while the operator runs, so it can release the finalizers.
+    ns.remove(true).await;
     op.stop().await;
-    ns.remove(false).await;
     for (plural, name) in [
         ("clusterroles", format!("larder-operator-{}", ns.name)),
         ("clusterrolebindings", format!("larder-operator-{}", ns.name)),

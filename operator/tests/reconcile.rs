@@ -110,8 +110,9 @@ async fn samples_become_ready_and_feast_reads_every_object() {
         );
         assert!(out.contains("OK "), "{out}");
     }
+    // Removed while the operator runs, so it can release the finalizers.
+    ns.remove(true).await;
     op.stop().await;
-    ns.remove(false).await;
 }
 
 #[tokio::test]
@@ -271,8 +272,9 @@ async fn registry_outage_is_reported_and_recovers() {
         .await;
     ns.wait_condition(Kind::FeatureStore, "driver-stats", "Ready", true)
         .await;
+    // Removed while the operator runs, so it can release the finalizers.
+    ns.remove(true).await;
     op.stop().await;
-    ns.remove(false).await;
 }
 
 /// (table, ctid, xmin) of every row of every registry table: any write
@@ -319,8 +321,9 @@ async fn a_restarted_operator_writes_nothing_for_unchanged_objects() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(op.registry_writes(), 0, "registry writes after a restart");
     assert_eq!(row_versions(&db).await, before, "registry rows changed after a restart");
+    // Removed while the operator runs, so it can release the finalizers.
+    ns.remove(true).await;
     op.stop().await;
-    ns.remove(false).await;
 }
 
 #[tokio::test]
@@ -436,6 +439,7 @@ async fn drift_made_with_feast_apply_is_corrected_on_resync() {
         }
     })
     .await;
+    // Removed while the operator runs, so it can release the finalizers.
+    ns.remove(true).await;
     op.stop().await;
-    ns.remove(false).await;
 }
