@@ -187,7 +187,11 @@ impl Context {
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&ev, &reference).await {
-            tracing::warn!(error = %e, reason, "cannot record event");
+            if is_gone(&e) {
+                tracing::debug!(error = %e, reason, "no event: the object or its namespace is going away");
+            } else {
+                tracing::warn!(error = %e, reason, "cannot record event");
+            }
         }
     }
 
@@ -199,10 +203,16 @@ impl Context {
         }
         let ar = api_resource(kind);
         let finalizers: Vec<&str> = if present { vec![FINALIZER] } else { Vec::new() };
+        // The resourceVersion makes this an update of the object we saw: an apply
+        // patch on an object deleted meanwhile must fail, not create it anew.
         let patch = serde_json::json!({
             "apiVersion": ar.api_version,
             "kind": ar.kind,
-            "metadata": {"name": obj.name_any(), "finalizers": finalizers},
+            "metadata": {
+                "name": obj.name_any(),
+                "finalizers": finalizers,
+                "resourceVersion": obj.resource_version(),
+            },
         });
         let api = self.api(kind, &obj.namespace().unwrap_or_default());
         match api
@@ -237,14 +247,20 @@ impl Context {
             "metadata": {"name": obj.name_any()},
             "status": status,
         });
-        self.api(kind, &obj.namespace().unwrap_or_default())
+        match self
+            .api(kind, &obj.namespace().unwrap_or_default())
             .patch_status(
                 &obj.name_any(),
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(&patch),
             )
             .await
-            .map(|_| ())
+        {
+            Ok(_) => Ok(()),
+            // Deleted since the cache saw it: there is no status left to report.
+            Err(e) if is_gone(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Run one reconcile of `obj` in a tracing span, counted and timed by
@@ -289,6 +305,11 @@ impl Context {
             m.remove(key);
         }
     }
+}
+
+/// The object (or its namespace, which refuses new content) is being deleted.
+fn is_gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404 || (s.code == 403 && s.message.contains("being terminated")))
 }
 
 /// `namespace/name` of an object.

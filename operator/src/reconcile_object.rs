@@ -36,7 +36,12 @@ pub async fn reconcile(kind: Kind, obj: Arc<DynamicObject>, ctx: Arc<Context>) -
 /// Retry transient failures with a growing delay; everything else waits
 /// for a change (of this resource or of what it refers to).
 pub fn error_policy(kind: Kind, obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Action {
-    tracing::warn!(kind = kind.as_str(), object = %key(&obj), reason = err.label(), error = %err, "reconcile failed");
+    if matches!(err, Error::StoreNotReady(_)) {
+        // Expected while a FeatureStore connects; its status says why.
+        tracing::info!(kind = kind.as_str(), object = %key(&obj), error = %err, "waiting for the FeatureStore");
+    } else {
+        tracing::warn!(kind = kind.as_str(), object = %key(&obj), reason = err.label(), error = %err, "reconcile failed");
+    }
     Action::requeue(ctx.backoff(&format!("{kind}/{}", key(&obj))))
 }
 

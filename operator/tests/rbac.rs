@@ -143,9 +143,11 @@ async fn the_shipped_rbac_is_enough_and_no_more() {
         async move { ns.get(Kind::FeatureService, "driver-activity").await.is_none() }
     })
     .await;
-    // Removed while the operator runs, so it can release the finalizers.
-    ns.remove(true).await;
+    // The Lease lives in the test's namespace (in a cluster: larder-system), so the
+    // resources go first, while the operator still leads, then the namespace.
+    ns.delete_larder_resources().await;
     op.stop().await;
+    ns.remove(false).await;
     for (plural, name) in [
         ("clusterroles", format!("larder-operator-{}", ns.name)),
         ("clusterrolebindings", format!("larder-operator-{}", ns.name)),

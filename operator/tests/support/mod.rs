@@ -125,6 +125,34 @@ impl TestNs {
             .expect("delete");
     }
 
+    /// Delete every Larder resource of the namespace and wait until they are
+    /// gone (their finalizers released by a running operator).
+    pub async fn delete_larder_resources(&self) {
+        for kind in Kind::ALL.iter().rev() {
+            self.api(*kind)
+                .delete_collection(&DeleteParams::default(), &Default::default())
+                .await
+                .expect("delete collection");
+        }
+        eventually(
+            Duration::from_secs(60),
+            "every Larder resource deleted",
+            || async move {
+                let mut left = 0;
+                for kind in Kind::ALL {
+                    left += self
+                        .api(kind)
+                        .list(&Default::default())
+                        .await
+                        .map(|l| l.items.len())
+                        .unwrap_or(1);
+                }
+                left == 0
+            },
+        )
+        .await;
+    }
+
     /// Delete the namespace (and wait until it is gone when `wait`).
     pub async fn remove(&self, wait: bool) {
         let api = Api::<Namespace>::all(self.client.clone());
