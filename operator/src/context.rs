@@ -224,8 +224,18 @@ impl Context {
             .await
         {
             Ok(_) => Ok(()),
-            // Already gone: nothing holds it any more.
-            Err(kube::Error::Api(e)) if e.code == 404 && !present => Ok(()),
+            // Removing it from an object already gone (the apply could not create it): done.
+            Err(e)
+                if !present
+                    && self
+                        .api(kind, &obj.namespace().unwrap_or_default())
+                        .get_opt(&obj.name_any())
+                        .await?
+                        .is_none() =>
+            {
+                tracing::debug!(error = %e, "finalizer of a deleted object");
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

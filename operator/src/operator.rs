@@ -316,9 +316,9 @@ fn scope_tasks(
         synced.clone(),
         &config.identity,
     ));
-    let cc = kube::runtime::controller::Config::default()
-        .concurrency(config.concurrency)
-        .debounce(Duration::from_millis(200));
+    // No debounce: a trailing debounce is reset by every new trigger, and a
+    // FeatureStore is triggered by each of its resources, so it starved.
+    let cc = kube::runtime::controller::Config::default().concurrency(config.concurrency);
     let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
 
     // The FeatureStore controller: requeued when one of its resources changes

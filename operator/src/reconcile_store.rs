@@ -289,6 +289,14 @@ async fn registry_pass(
     counts(b, project).await
 }
 
+/// Whether the namespace itself is being deleted.
+async fn namespace_terminating(ctx: &Context, ns: &str) -> Result<bool, Error> {
+    let namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(ctx.client.clone())
+        .get_opt(ns)
+        .await?;
+    Ok(namespace.is_none_or(|n| n.metadata.deletion_timestamp.is_some()))
+}
+
 async fn delete(obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
     if !obj.finalizers().iter().any(|f| f == crate::FINALIZER) {
         return Ok(Action::await_change());
@@ -297,18 +305,18 @@ async fn delete(obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
     let store = obj.name_any();
     let store_key = key(obj);
     // Resources being deleted still need this store's registry to clean up after themselves.
+    // When the whole namespace goes, every resource of the store is about to be deleted
+    // (the namespace controller deletes kind by kind): wait for all of them, marked or not.
+    let namespace_going = namespace_terminating(ctx, &ns).await?;
     let stores = ctx.store_names(&ns);
     let waiting = objects::OBJECT_KINDS
         .into_iter()
-        .flat_map(|k| ctx.cached(k, &ns).into_iter().map(move |o| (k, o)))
-        .filter(|(k, o)| {
+        .flat_map(|k| ctx.cached(k, &ns).into_iter())
+        .filter(|o| {
             let o = o.obj();
-            o.metadata.deletion_timestamp.is_some()
+            (namespace_going || o.metadata.deletion_timestamp.is_some())
                 && o.finalizers().iter().any(|f| f == crate::FINALIZER)
-                && objects::parse(*k, o)
-                    .ok()
-                    .and_then(|r| objects::store_name(&r, &stores).ok())
-                    .is_none_or(|s| s == store)
+                && objects::raw_store_name(o, &stores).is_none_or(|s| s == store)
         })
         .count();
     if waiting > 0 {

@@ -115,7 +115,8 @@ pub fn object_failed(
     );
     status.observed_generation = generation;
     let notice = (ready_reason(&previous.conditions) != Some(err.label())).then(|| Notice {
-        warning: true,
+        // Waiting for the store or a dependency is expected and passes by itself.
+        warning: !matches!(err, Error::StoreNotReady(_) | Error::DependencyNotReady(_)),
         reason: err.label().into(),
         message: err.to_string(),
     });
@@ -315,6 +316,10 @@ mod tests {
         assert!(n.warning && n.reason == "EntityNotFound" && n.message.contains("rider"));
         let (_, again) = object_failed(&failed, &err, Some(2), &now);
         assert!(again.is_none(), "the same reason again records no second event");
+        let (_, waiting) = object_failed(&failed, &Error::StoreNotReady("bench".into()), Some(2), &now);
+        let waiting = waiting.unwrap();
+        assert!(!waiting.warning, "waiting for the store is expected, not a warning");
+        assert_eq!(waiting.reason, "StoreNotReady");
     }
 
     fn connected(registry: Result<ObjectCounts, Error>, online: Result<bool, Error>) -> Connected {
