@@ -30,6 +30,7 @@ pub mod objects;
 mod redis_db;
 mod sql;
 mod sqlite;
+pub mod table;
 
 pub use redis_db::{REDIS_ADDR, RedisDb};
 pub use sql::{
