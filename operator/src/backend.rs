@@ -72,12 +72,14 @@ pub fn resolve(
                 );
                 (m, Some(&r.connection_string_secret_ref))
             } else if let Some(p) = &o.postgres {
-                let url = secret(&p.url_secret_ref)?;
-                let m = db_url_keys("postgres", &url).map_err(|e| secret_err(&p.url_secret_ref, e))?;
+                let mut m = BTreeMap::new();
+                m.insert("type", "postgres".to_string());
+                m.insert("url", secret(&p.url_secret_ref)?.trim().to_string());
                 (m, Some(&p.url_secret_ref))
             } else if let Some(p) = &o.mysql {
-                let url = secret(&p.url_secret_ref)?;
-                let m = db_url_keys("mysql", &url).map_err(|e| secret_err(&p.url_secret_ref, e))?;
+                let mut m = BTreeMap::new();
+                m.insert("type", "mysql".to_string());
+                m.insert("url", secret(&p.url_secret_ref)?.trim().to_string());
                 (m, Some(&p.url_secret_ref))
             } else if let Some(s) = &o.sqlite {
                 if !Path::new(&s.path).is_absolute() {
@@ -108,94 +110,6 @@ pub fn resolve(
         registry,
         online,
     })
-}
-
-/// Feast's `online_store` keys for a `postgresql://` or `mysql://` URL
-/// (`user[:password]@host[:port]/database[?sslmode=…&schema=…]`).
-pub fn db_url_keys(kind: &'static str, url: &str) -> Result<BTreeMap<&'static str, String>, String> {
-    let url = url.trim();
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| "is not a URL of the form scheme://user:password@host:port/database".to_string())?;
-    let dialect = scheme.split('+').next().unwrap_or(scheme);
-    let ok = match kind {
-        "postgres" => matches!(dialect, "postgres" | "postgresql"),
-        _ => matches!(dialect, "mysql" | "mariadb"),
-    };
-    if !ok {
-        return Err(format!("scheme {dialect:?} does not name a {kind} database"));
-    }
-    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, database) = rest
-        .split_once('/')
-        .ok_or_else(|| "names no database (…/database)".to_string())?;
-    if database.is_empty() {
-        return Err("names no database (…/database)".into());
-    }
-    let (creds, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
-    let (user, password) = match creds.split_once(':') {
-        Some((u, p)) => (u, Some(p)),
-        None => (creds, None),
-    };
-    if user.is_empty() {
-        return Err("names no user (user:password@host)".into());
-    }
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            Some(p.parse::<u16>().map_err(|_| "has an invalid port".to_string())?),
-        ),
-        None => (hostport, None),
-    };
-    let mut m = BTreeMap::new();
-    m.insert("type", kind.to_string());
-    m.insert(
-        "host",
-        if host.is_empty() {
-            "127.0.0.1".into()
-        } else {
-            host.to_string()
-        },
-    );
-    if let Some(p) = port {
-        m.insert("port", p.to_string());
-    }
-    m.insert("database", percent_decode(database)?);
-    m.insert("user", percent_decode(user)?);
-    if let Some(p) = password {
-        m.insert("password", percent_decode(p)?);
-    }
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("sslmode", v)) if kind == "postgres" => {
-                m.insert("sslmode", v.to_string());
-            }
-            Some(("schema" | "db_schema", v)) if kind == "postgres" => {
-                m.insert("db_schema", percent_decode(v)?);
-            }
-            _ => {}
-        }
-    }
-    Ok(m)
-}
-
-fn percent_decode(s: &str) -> Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| "has a malformed %-escape".to_string())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| "has a malformed %-escape".to_string())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "is not UTF-8 after %-decoding".to_string())
 }
 
 /// Open connections of one FeatureStore.
@@ -281,29 +195,6 @@ mod tests {
                     message: "not found".into(),
                 })
         }
-    }
-
-    #[test]
-    fn postgres_url_becomes_feast_keys() {
-        let m = db_url_keys(
-            "postgres",
-            "postgresql+psycopg://u%40x:p%2Fw@db.example:6543/feast?sslmode=disable",
-        )
-        .unwrap();
-        assert_eq!(m["host"], "db.example");
-        assert_eq!(m["port"], "6543");
-        assert_eq!(m["user"], "u@x");
-        assert_eq!(m["password"], "p/w");
-        assert_eq!(m["database"], "feast");
-        assert_eq!(m["sslmode"], "disable");
-        assert!(
-            db_url_keys("postgres", "mysql://u@h/d")
-                .unwrap_err()
-                .contains("does not name")
-        );
-        assert!(db_url_keys("mysql", "mysql://u@h").unwrap_err().contains("database"));
-        assert!(db_url_keys("mysql", "mysql://u@h:x/d").unwrap_err().contains("port"));
-        assert!(db_url_keys("mysql", "mysql://u@h/d%zz").unwrap_err().contains("escape"));
     }
 
     #[test]

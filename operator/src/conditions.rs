@@ -9,6 +9,12 @@ pub const READY: &str = "Ready";
 pub const REGISTRY_READY: &str = "RegistryReady";
 pub const ONLINE_STORE_READY: &str = "OnlineStoreReady";
 pub const TABLES_PROVISIONED: &str = "TablesProvisioned";
+/// FeatureStore: its ConfigMap, ServiceAccounts, Deployments, Services, HPAs and PDBs are applied.
+pub const WORKLOADS_APPLIED: &str = "WorkloadsApplied";
+pub const FEATURE_SERVER_AVAILABLE: &str = "FeatureServerAvailable";
+pub const REGISTRY_SERVER_AVAILABLE: &str = "RegistryServerAvailable";
+/// FeatureView: how its last materialization run (Jobs) ended.
+pub const MATERIALIZED: &str = "Materialized";
 
 /// One condition as a reconcile decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,6 +44,8 @@ pub struct Settings {
     pub resync: Duration,
     /// Longest wait between retries of a failing resource.
     pub max_backoff: Duration,
+    /// The image of the workloads when a FeatureStore names none.
+    pub defaults: larder_deploy::Defaults,
 }
 
 impl Default for Settings {
@@ -51,6 +53,7 @@ impl Default for Settings {
         Settings {
             resync: Duration::from_secs(300),
             max_backoff: Duration::from_secs(300),
+            defaults: larder_deploy::Defaults::default(),
         }
     }
 }
@@ -108,6 +111,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub backends: Backends,
     pub settings: Settings,
+    /// Which optional APIs (autoscaling/v2, policy/v1) the cluster serves.
+    pub apis: crate::workloads::ServedApis,
     recorder: Recorder,
     caches: Caches,
     synced: Arc<AtomicBool>,
@@ -135,6 +140,7 @@ impl Context {
             metrics,
             backends: Backends::default(),
             settings,
+            apis: Default::default(),
             recorder,
             caches,
             synced,

@@ -1,6 +1,8 @@
 //! The Larder operator: `FeatureStore`, `Entity`, `DataSource`,
 //! `FeatureView`, `FeatureService` and `Permission` resources reconciled
-//! into a Feast registry and the online store's tables.
+//! into a Feast registry and the online store's tables, and each
+//! FeatureStore's serving workloads (config, servers, autoscaling) rolled
+//! out from the pure builders of `larder-deploy`.
 //!
 //! Every reconcile runs the same steps: dereference (the resource, its
 //! FeatureStore and what it references, from the shared reflectors) →
@@ -14,6 +16,7 @@ pub mod context;
 pub mod crdgen;
 pub mod error;
 pub mod leader;
+pub mod materialization;
 pub mod metrics;
 pub mod objects;
 pub mod operator;
@@ -21,6 +24,7 @@ pub mod raw;
 pub mod reconcile_object;
 pub mod reconcile_store;
 pub mod status;
+pub mod workloads;
 
 pub use error::Error;
 

@@ -62,6 +62,10 @@ struct RunArgs {
     /// This replica's identity (default: $POD_NAME, else the host name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Image (`repository:tag`) of the servers and materialization Jobs when a
+    /// FeatureStore names none; deployments set it to the operator's own image.
+    #[arg(long, env = "LARDER_IMAGE")]
+    image: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -118,6 +122,10 @@ async fn operate(args: RunArgs) -> Result<()> {
         namespaces: args.namespaces,
         settings: Settings {
             resync: Duration::from_secs(args.resync_seconds.max(1)),
+            defaults: match args.image {
+                Some(image) => larder_deploy::Defaults { image },
+                None => larder_deploy::Defaults::default(),
+            },
             ..Settings::default()
         },
         metrics_addr: Some(args.metrics_addr),

@@ -266,9 +266,14 @@ fn ready_status(o: &DynamicObject) -> Option<String> {
 }
 
 /// The key of a resource whose change matters to the resources referring to it.
-fn relevant(o: &DynamicObject) -> (Option<i64>, bool, Option<String>) {
+/// It holds the observed generation: after a spec change a dependency turns
+/// "current and ready" when its status catches up, with the same Ready
+/// status and reason as before, and its dependents waiting for that must
+/// still hear of it.
+fn relevant(o: &DynamicObject) -> (Option<i64>, Option<i64>, bool, Option<String>) {
     (
         o.metadata.generation,
+        o.data["status"]["observedGeneration"].as_i64(),
         o.metadata.deletion_timestamp.is_some(),
         ready_status(o),
     )
@@ -322,11 +327,14 @@ fn scope_tasks(
     let mut tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
 
     // The FeatureStore controller: requeued when one of its resources changes
-    // readiness, appears or goes, so the counts in its status follow.
+    // readiness, appears or goes, so the counts in its status follow; and when
+    // one of its Deployments changes (rollout progress, a hand edit to revert,
+    // a deletion to undo).
     tasks.push(
         Controller::for_shared_stream(r.stores.subscribe(), caches.stores.clone())
             .with_config(cc.clone())
             .graceful_shutdown_on(shutdown.clone())
+            .watches_stream(owned_deployments(client, scope), store_of_child)
             .watches_shared_stream(changed_only(r.entities.subscribe(), relevant), store_of(&caches.stores))
             .watches_shared_stream(changed_only(r.sources.subscribe(), relevant), store_of(&caches.stores))
             .watches_shared_stream(changed_only(r.views.subscribe(), relevant), store_of(&caches.stores))
@@ -363,6 +371,8 @@ fn scope_tasks(
         dependents_of(&caches.sources),
     );
     let v = object_controller(&r.views, &caches, store_trigger(), &cc, &shutdown)
+        // A view's materialization Jobs finishing move its runs on.
+        .watches_stream(materialization_jobs(client, scope), view_of_job)
         .watches_shared_stream(
             changed_only(r.entities.subscribe(), relevant),
             dependents_of(&caches.views),
@@ -414,6 +424,54 @@ fn scope_tasks(
         .boxed(),
     );
     tasks
+}
+
+/// The Deployments the operator rolled out, in the scope.
+fn owned_deployments(
+    client: &Client,
+    scope: Option<&str>,
+) -> BoxStream<'static, Result<k8s_openapi::api::apps::v1::Deployment, watcher::Error>> {
+    let api: Api<k8s_openapi::api::apps::v1::Deployment> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let selector = format!("app.kubernetes.io/managed-by={}", larder_deploy::MANAGED_BY);
+    watcher(api, watcher::Config::default().labels(&selector).any_semantic())
+        .default_backoff()
+        .touched_objects()
+        .boxed()
+}
+
+/// The materialization Jobs the operator created, in the scope.
+fn materialization_jobs(
+    client: &Client,
+    scope: Option<&str>,
+) -> BoxStream<'static, Result<k8s_openapi::api::batch::v1::Job, watcher::Error>> {
+    let api: Api<k8s_openapi::api::batch::v1::Job> = match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let selector = format!(
+        "app.kubernetes.io/managed-by={},app.kubernetes.io/component={}",
+        larder_deploy::MANAGED_BY,
+        larder_deploy::jobs::COMPONENT
+    );
+    watcher(api, watcher::Config::default().labels(&selector).any_semantic())
+        .default_backoff()
+        .touched_objects()
+        .boxed()
+}
+
+/// The FeatureView a materialization Job runs for, from its view label.
+fn view_of_job(job: k8s_openapi::api::batch::v1::Job) -> Option<ObjectRef<Raw<FeatureViewKind>>> {
+    let view = job.labels().get(larder_deploy::jobs::VIEW_LABEL)?.clone();
+    Some(ObjectRef::new(&view).within(&job.namespace().unwrap_or_default()))
+}
+
+/// The FeatureStore a child belongs to, from its store label.
+fn store_of_child<K: kube::Resource>(child: K) -> Option<ObjectRef<Raw<FeatureStoreKind>>> {
+    let store = child.labels().get(larder_deploy::STORE_LABEL)?.clone();
+    Some(ObjectRef::new(&store).within(&child.namespace().unwrap_or_default()))
 }
 
 /// A controller of one object kind on its shared stream, requeued by the

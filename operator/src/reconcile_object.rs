@@ -19,6 +19,7 @@ use crate::Error;
 use crate::backend::Backend;
 use crate::conditions::{self, TABLES_PROVISIONED};
 use crate::context::{Context, api_resource, key};
+use crate::materialization;
 use crate::objects::{self, Resource};
 use crate::status::{self, Notice, Written};
 
@@ -57,16 +58,27 @@ async fn apply(kind: Kind, obj: &DynamicObject, ctx: &Context) -> Result<Action,
     let previous = previous_status(obj);
     let generation = obj.metadata.generation;
     match write(kind, obj, ctx, &previous).await {
-        Ok(written) => {
-            let (status, notice) = status::object_written(&previous, &written, generation, &now());
+        Ok((written, materialization)) => {
+            let (mut status, notice) = status::object_written(&previous, &written, generation, &now());
+            let mut requeue = ctx.settings.resync;
+            let mut run_notice = None;
+            if let Some(m) = materialization {
+                status.materialization = m.status;
+                if let Some(c) = m.condition {
+                    status.conditions = conditions::merge(&status.conditions, &[c], generation, &now());
+                }
+                run_notice = m.notice;
+                requeue = m.requeue.map_or(requeue, |r| r.min(requeue));
+            }
             ctx.apply_status(kind, obj, to_value(&status)).await?;
             publish(ctx, kind, obj, notice).await;
+            publish(ctx, kind, obj, run_notice).await;
             if let Some(Err(e)) = written.tables {
                 // Retried with backoff: the registry is written, the table is not.
                 return Err(Error::Online(larder_online::OnlineError::Config(e)));
             }
             ctx.succeeded(&format!("{kind}/{}", key(obj)));
-            Ok(Action::requeue(ctx.settings.resync))
+            Ok(Action::requeue(requeue))
         }
         Err(e) => {
             let (status, notice) = status::object_failed(&previous, &e, generation, &now());
@@ -114,8 +126,14 @@ fn backend_for(res: &Resource, ns: &str, ctx: &Context) -> Result<(Resource, Arc
     Ok((store, backend))
 }
 
-/// Dereference, validate, build and write; what was done.
-async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context, previous: &ObjectStatus) -> Result<Written, Error> {
+/// Dereference, validate, build and write; what was done (and, for a
+/// view, what its materialization step did).
+async fn write(
+    kind: Kind,
+    obj: &DynamicObject,
+    ctx: &Context,
+    previous: &ObjectStatus,
+) -> Result<(Written, Option<materialization::Outcome>), Error> {
     let ns = obj.namespace().unwrap_or_default();
     let res = objects::parse(kind, obj)?;
     let (store, backend) = backend_for(&res, &ns, ctx)?;
@@ -156,14 +174,14 @@ async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context, previous: &Object
     }
     let mut tables = None;
     let mut last_materialized = None;
-    if let Some((schema, online)) = view {
+    if let Some((schema, online)) = &view {
         let provisioned = conditions::is_true(&previous.conditions, TABLES_PROVISIONED)
             && previous.observed_generation == obj.metadata.generation;
-        if let (Some(store), true) = (&backend.online, online) {
+        if let (Some(store), true) = (&backend.online, *online) {
             if outcome != ApplyOutcome::Unchanged || !provisioned {
                 tables = Some(
                     store
-                        .update(&project, std::slice::from_ref(&schema), &[])
+                        .update(&project, std::slice::from_ref(schema), &[])
                         .await
                         .map_err(|e| e.to_string()),
                 );
@@ -171,9 +189,49 @@ async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context, previous: &Object
                 tables = Some(Ok(()));
             }
         }
+    }
+    let mut run = None;
+    if let (larder_model::Object::FeatureView(view), larder_model::Object::FeatureStore(store_doc)) =
+        (&res.loaded.object, &store.loaded.object)
+    {
+        let input = materialization::ViewInput {
+            view_resource: res.name(),
+            view_uid: obj.metadata.uid.as_deref(),
+            namespace: &ns,
+            created: obj
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0)),
+            request: obj
+                .annotations()
+                .get(materialization::REQUEST_ANNOTATION)
+                .map(String::as_str),
+            feast_view: &fname,
+            view_spec: &view.spec,
+            store_name: &store_name,
+            store_spec: &store_doc.spec,
+            previous: previous.materialization.as_ref(),
+        };
+        run = Some(match materialization::step(ctx, &backend, input).await {
+            Ok(outcome) => outcome,
+            // The view itself is fine: its materialization says what went wrong and retries.
+            Err(e) => materialization::Outcome {
+                status: previous.materialization.clone(),
+                condition: Some(conditions::Cond::failed(
+                    conditions::MATERIALIZED,
+                    e.label(),
+                    e.to_string(),
+                )),
+                notice: None,
+                requeue: Some(ctx.backoff(&format!("materialize/{}", key(obj)))),
+            },
+        });
+    }
+    if let Some((schema, _)) = &view {
         last_materialized = materialized_until(&backend, &project, &schema.name).await;
     }
-    Ok(Written {
+    let written = Written {
         kind,
         feast_name: res.loaded.object.feast_name().to_string(),
         project,
@@ -184,7 +242,8 @@ async fn write(kind: Kind, obj: &DynamicObject, ctx: &Context, previous: &Object
             _ => None,
         },
         last_materialized,
-    })
+    };
+    Ok((written, run))
 }
 
 /// The end of the view's latest materialization interval, RFC 3339.

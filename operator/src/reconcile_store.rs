@@ -1,7 +1,8 @@
 //! Reconcile a FeatureStore: resolve its Secrets, open (and create) the
 //! registry and the project, check the online store, enforce the object
-//! policy, count the project's objects, and report `RegistryReady`,
-//! `OnlineStoreReady` and `Ready`. Deleting it waits for its resources
+//! policy, count the project's objects, roll out its workloads, and report
+//! `RegistryReady`, `OnlineStoreReady`, `WorkloadsApplied`,
+//! `FeatureServerAvailable`, `RegistryServerAvailable` and `Ready`. Deleting it waits for its resources
 //! that are being deleted, then applies the deletion policy.
 
 use std::collections::HashSet;
@@ -212,7 +213,7 @@ async fn apply(obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
         ctx.event(obj, &api_resource(Kind::FeatureStore), n.warning, &n.reason, n.message)
             .await;
     }
-    let ok = connected.registry_result.is_ok() && connected.online_result.is_ok();
+    let ok = connected.registry_result.is_ok() && connected.online_result.is_ok() && connected.workloads.is_ok();
     if ok {
         ctx.succeeded(&format!("FeatureStore/{store_key}"));
         Ok(Action::requeue(ctx.settings.resync))
@@ -231,14 +232,18 @@ async fn connect(obj: &DynamicObject, ctx: &Context, store_key: &str) -> Connect
         online_kind: None,
         registry_result: Ok(ObjectCounts::default()),
         online_result: Ok(false),
+        workloads: Ok(Default::default()),
     };
     let spec = match spec_of(obj) {
         Ok(s) => s,
         Err(e) => {
+            c.workloads = Err(Error::InvalidSpec(e.to_string()));
             c.registry_result = Err(e);
             return c;
         }
     };
+    // The servers do not need the operator's connection: roll them out whatever the registry says.
+    c.workloads = crate::workloads::roll_out(&ctx.client, &ctx.apis, &ctx.settings.defaults, obj, &spec).await;
     c.online_kind = spec.online_store.as_ref().and_then(|o| o.kind()).map(str::to_string);
     let ns = obj.namespace().unwrap_or_default();
     let backend = match resolve(ctx, &ns, &spec).await {

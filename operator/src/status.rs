@@ -3,12 +3,16 @@
 //! tested without a cluster.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use larder_deploy::servers::ServerKind;
 use larder_model::Kind;
-use larder_model::crd::{FeatureStoreStatus, ObjectCounts, ObjectStatus};
+use larder_model::crd::{FeatureStoreStatus, ObjectCounts, ObjectStatus, ServerStatus};
 use larder_registry::ApplyOutcome;
 
 use crate::Error;
-use crate::conditions::{self, Cond, ONLINE_STORE_READY, READY, REGISTRY_READY, TABLES_PROVISIONED};
+use crate::conditions::{
+    self, Cond, FEATURE_SERVER_AVAILABLE, ONLINE_STORE_READY, READY, REGISTRY_READY, REGISTRY_SERVER_AVAILABLE,
+    TABLES_PROVISIONED, WORKLOADS_APPLIED,
+};
 use crate::objects::feast_kind;
 
 /// An Event to record: reason, message, whether it is a warning.
@@ -78,6 +82,7 @@ pub fn object_written(
         feast_name: Some(w.feast_name.clone()),
         feature_count: w.feature_count,
         last_materialized: w.last_materialized.clone(),
+        materialization: previous.materialization.clone(),
     };
     let was_in_sync = conditions::is_true(&previous.conditions, READY) && previous.observed_generation == generation;
     let notice = match w.outcome {
@@ -134,6 +139,41 @@ pub struct Connected {
     pub registry_result: Result<ObjectCounts, Error>,
     /// The online store's check (`Ok(false)` = none configured).
     pub online_result: Result<bool, Error>,
+    /// What rolling out the store's children found (`Err`: the rollout failed).
+    pub workloads: Result<Workloads, Error>,
+}
+
+/// The store's rolled-out children, as the API server returned them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Workloads {
+    /// The image of the servers and Jobs.
+    pub image: Option<String>,
+    /// One entry per server the spec asks for.
+    pub servers: Vec<ServerState>,
+    /// Objects not applied because the cluster does not serve their API.
+    pub unsupported: Vec<String>,
+    /// How many objects were applied.
+    pub applied: usize,
+}
+
+/// One server Deployment, from its own status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerState {
+    pub kind: ServerKind,
+    pub status: ServerStatus,
+    /// Whether its pods serve: the Deployment controller observed the current
+    /// generation, says `Available`, and at least one pod is available.
+    pub available: bool,
+    /// Why not, in the Deployment controller's words.
+    pub message: String,
+}
+
+/// The condition type of a server.
+pub fn server_condition(kind: ServerKind) -> &'static str {
+    match kind {
+        ServerKind::FeatureServer => FEATURE_SERVER_AVAILABLE,
+        ServerKind::RegistryServer => REGISTRY_SERVER_AVAILABLE,
+    }
 }
 
 /// A FeatureStore's status, the Event its readiness change deserves, and
@@ -144,17 +184,23 @@ pub fn store(
     generation: Option<i64>,
     now: &Time,
 ) -> (FeatureStoreStatus, Option<Notice>, bool) {
-    let (wanted, retry, failure) = match &c.registry_result {
-        Err(e) => (
-            vec![
-                Cond::failed(REGISTRY_READY, e.label(), e.to_string()),
-                Cond::failed(READY, e.label(), e.to_string()),
-            ],
-            e.is_transient(),
-            Some((e.label(), e.to_string())),
-        ),
+    let mut wanted = Vec::new();
+    // The first failure decides Ready's reason; later checks still report their own condition.
+    let mut failure: Option<(&'static str, String, String)> = None;
+    let mut retry = false;
+    match &c.registry_result {
+        Err(e) => {
+            wanted.push(Cond::failed(REGISTRY_READY, e.label(), e.to_string()));
+            failure = Some((e.label(), e.to_string(), e.to_string()));
+            retry |= e.is_transient();
+        }
         Ok(_) => {
-            let online = match &c.online_result {
+            wanted.push(Cond::ok(
+                REGISTRY_READY,
+                "Connected",
+                "registry tables and project exist",
+            ));
+            wanted.push(match &c.online_result {
                 Ok(true) => Cond::ok(
                     ONLINE_STORE_READY,
                     "Reachable",
@@ -162,36 +208,83 @@ pub fn store(
                 ),
                 Ok(false) => Cond::ok(ONLINE_STORE_READY, "NotConfigured", "no online store is configured"),
                 Err(e) => Cond::failed(ONLINE_STORE_READY, e.label(), e.to_string()),
-            };
-            let (ready, retry, failure) = match &c.online_result {
-                Ok(_) => (
-                    Cond::ok(READY, "Ready", "registry and online store are reachable"),
-                    false,
-                    None,
-                ),
-                Err(e) => (
-                    Cond::failed(READY, "OnlineStoreUnavailable", "the online store does not answer"),
-                    true,
-                    Some((e.label(), e.to_string())),
-                ),
-            };
-            (
-                vec![
-                    Cond::ok(REGISTRY_READY, "Connected", "registry tables and project exist"),
-                    online,
-                    ready,
-                ],
-                retry,
-                failure,
-            )
+            });
+            if let Err(e) = &c.online_result {
+                failure = Some((
+                    "OnlineStoreUnavailable",
+                    "the online store does not answer".into(),
+                    e.to_string(),
+                ));
+                retry = true;
+            }
         }
-    };
+    }
+    let mut drop_types: Vec<&'static str> = Vec::new();
+    match &c.workloads {
+        Err(e) => {
+            wanted.push(Cond::failed(WORKLOADS_APPLIED, e.label(), e.to_string()));
+            retry |= e.is_transient();
+            if failure.is_none() {
+                failure = Some((e.label(), e.to_string(), e.to_string()));
+            }
+        }
+        Ok(w) => {
+            wanted.push(if w.unsupported.is_empty() {
+                Cond::ok(WORKLOADS_APPLIED, "Applied", format!("{} objects applied", w.applied))
+            } else {
+                // The rest of the store works: this is said, not failed.
+                Cond::failed(WORKLOADS_APPLIED, "APIUnavailable", w.unsupported.join("; "))
+            });
+            for kind in ServerKind::ALL {
+                let type_ = server_condition(kind);
+                match w.servers.iter().find(|s| s.kind == kind) {
+                    None => drop_types.push(type_),
+                    Some(s) if s.available => wanted.push(Cond::ok(type_, "Available", s.message.clone())),
+                    Some(s) => {
+                        wanted.push(Cond::failed(type_, "Unavailable", s.message.clone()));
+                        if failure.is_none() {
+                            let reason = match kind {
+                                ServerKind::FeatureServer => "FeatureServerUnavailable",
+                                ServerKind::RegistryServer => "RegistryServerUnavailable",
+                            };
+                            failure = Some((
+                                reason,
+                                format!("{}: {}", kind.component(), s.message),
+                                s.message.clone(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    wanted.push(match &failure {
+        None => Cond::ok(READY, "Ready", ready_message(c)),
+        Some((reason, message, _)) => Cond::failed(READY, reason, message.clone()),
+    });
+    let mut conditions = conditions::merge(&previous.conditions, &wanted, generation, now);
+    conditions.retain(|x| !drop_types.contains(&x.type_.as_str()));
+    let workloads = c.workloads.as_ref().ok();
+    let server =
+        |kind: ServerKind| workloads.and_then(|w| w.servers.iter().find(|s| s.kind == kind).map(|s| s.status.clone()));
     let status = FeatureStoreStatus {
-        conditions: conditions::merge(&previous.conditions, &wanted, generation, now),
+        conditions,
         observed_generation: generation,
         registry: c.registry.clone().or_else(|| previous.registry.clone()),
         online_store: c.online_kind.clone().or_else(|| previous.online_store.clone()),
         objects: c.registry_result.as_ref().ok().copied().or(previous.objects),
+        image: match workloads {
+            Some(w) => w.image.clone(),
+            None => previous.image.clone(),
+        },
+        feature_server: match workloads {
+            Some(_) => server(ServerKind::FeatureServer),
+            None => previous.feature_server.clone(),
+        },
+        registry_server: match workloads {
+            Some(_) => server(ServerKind::RegistryServer),
+            None => previous.registry_server.clone(),
+        },
     };
     let ready = |conds: &[Condition]| {
         conds
@@ -200,18 +293,26 @@ pub fn store(
             .map(|x| (x.status.clone(), x.reason.clone()))
     };
     let notice = (ready(&previous.conditions) != ready(&status.conditions)).then(|| match failure {
-        Some((reason, message)) => Notice {
+        Some((reason, _, detail)) => Notice {
             warning: true,
             reason: reason.into(),
-            message,
+            message: detail,
         },
         None => Notice {
             warning: false,
             reason: "Ready".into(),
-            message: "registry and online store are reachable".into(),
+            message: ready_message(c),
         },
     });
     (status, notice, retry)
+}
+
+fn ready_message(c: &Connected) -> String {
+    let servers = c.workloads.as_ref().map(|w| w.servers.len()).unwrap_or(0);
+    match servers {
+        0 => "registry and online store are reachable".into(),
+        _ => "registry and online store are reachable and the servers are available".into(),
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +429,7 @@ mod tests {
             online_kind: Some("redis".into()),
             registry_result: registry,
             online_result: online,
+            workloads: Ok(Workloads::default()),
         }
     }
 
@@ -375,6 +477,85 @@ mod tests {
             Some(2),
             &now,
         );
+        assert!(!retry);
+    }
+
+    fn server(kind: ServerKind, available: bool) -> ServerState {
+        ServerState {
+            kind,
+            status: ServerStatus {
+                deployment: kind.name("drivers"),
+                replicas: Some(2),
+                available_replicas: Some(if available { 2 } else { 0 }),
+                ..Default::default()
+            },
+            available,
+            message: if available {
+                "2/2 replicas available".into()
+            } else {
+                "0/2 replicas available: Deployment does not have minimum availability.".into()
+            },
+        }
+    }
+
+    #[test]
+    fn servers_decide_ready_and_missing_apis_are_said_not_failed() {
+        let now = t("2026-01-01T00:00:00Z");
+        let mut c = connected(Ok(ObjectCounts::default()), Ok(true));
+        c.workloads = Ok(Workloads {
+            image: Some("ghcr.io/larder-dev/larder:0.1.0".into()),
+            servers: vec![server(ServerKind::FeatureServer, false)],
+            unsupported: vec![],
+            applied: 4,
+        });
+        let (s, n, _) = store(&FeatureStoreStatus::default(), &c, Some(1), &now);
+        assert!(!conditions::is_true(&s.conditions, FEATURE_SERVER_AVAILABLE));
+        let ready = s.conditions.iter().find(|x| x.type_ == READY).unwrap();
+        assert_eq!(ready.reason, "FeatureServerUnavailable");
+        assert!(ready.message.contains("0/2"), "{}", ready.message);
+        assert!(n.unwrap().warning);
+        assert!(!s.conditions.iter().any(|x| x.type_ == REGISTRY_SERVER_AVAILABLE));
+        assert_eq!(s.feature_server.as_ref().unwrap().deployment, "drivers-feature-server");
+        assert_eq!(s.image.as_deref(), Some("ghcr.io/larder-dev/larder:0.1.0"));
+
+        // Available, with autoscaling/v2 missing: Ready, and the condition says what was left out.
+        c.workloads = Ok(Workloads {
+            image: Some("img".into()),
+            servers: vec![
+                server(ServerKind::FeatureServer, true),
+                server(ServerKind::RegistryServer, true),
+            ],
+            unsupported: vec![
+                "autoscaling/v2 is not served: HorizontalPodAutoscaler drivers-feature-server not applied".into(),
+            ],
+            applied: 6,
+        });
+        let (s2, n, _) = store(&s, &c, Some(1), &now);
+        for x in [FEATURE_SERVER_AVAILABLE, REGISTRY_SERVER_AVAILABLE, READY] {
+            assert!(conditions::is_true(&s2.conditions, x), "{x}");
+        }
+        let applied = s2.conditions.iter().find(|x| x.type_ == WORKLOADS_APPLIED).unwrap();
+        assert_eq!(
+            (applied.status.as_str(), applied.reason.as_str()),
+            ("False", "APIUnavailable")
+        );
+        assert_eq!(n.unwrap().reason, "Ready");
+
+        // The registry server is switched off: its condition and status go.
+        c.workloads = Ok(Workloads {
+            image: Some("img".into()),
+            servers: vec![server(ServerKind::FeatureServer, true)],
+            unsupported: vec![],
+            applied: 4,
+        });
+        let (s3, _, _) = store(&s2, &c, Some(2), &now);
+        assert!(!s3.conditions.iter().any(|x| x.type_ == REGISTRY_SERVER_AVAILABLE));
+        assert!(s3.registry_server.is_none());
+        // A failed rollout keeps what was known and is retried when transient.
+        c.workloads = Err(Error::InvalidSpec("spec.featureServer needs spec.onlineStore".into()));
+        let (s4, _, retry) = store(&s3, &c, Some(3), &now);
+        assert!(!conditions::is_true(&s4.conditions, READY));
+        assert_eq!(s4.feature_server, s3.feature_server);
         assert!(!retry);
     }
 }

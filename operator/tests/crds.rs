@@ -38,8 +38,11 @@ async fn every_sample_applies_and_is_listed_under_the_larder_category() {
     let v = ns.get(Kind::FeatureView, "driver-hourly-stats").await.unwrap();
     assert_eq!(v.data["spec"]["ttl"], "1d");
     // `kubectl get larder` lists every kind through the category.
+    // A fresh discovery cache: a shared one may predate the CRDs (they are reinstalled by testenv.sh).
+    let cache = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("kubectl")
-        .args(["get", "larder", "-n", &ns.name, "-o", "name"])
+        .args(["get", "larder", "-n", &ns.name, "-o", "name", "--cache-dir"])
+        .arg(cache.path())
         .output()
         .expect("kubectl");
     let listed = String::from_utf8_lossy(&out.stdout);

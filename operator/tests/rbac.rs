@@ -3,7 +3,7 @@
 //! exactly those rules (RBAC is enforced for service accounts on the test
 //! API server) and still brings the samples to Ready, records events,
 //! holds its Lease and releases finalizers; the same token cannot list
-//! Secrets or touch Deployments.
+//! Secrets, read pods or touch RBAC.
 
 mod support;
 
@@ -103,12 +103,20 @@ async fn the_shipped_rbac_is_enough_and_no_more() {
         matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
         "{denied:?}"
     );
-    let deployments = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(sa.clone(), &ns.name)
+    // Workloads are the operator's to roll out, but it never reads pods nor touches RBAC.
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(sa.clone(), &ns.name)
         .list(&Default::default())
         .await;
     assert!(
-        matches!(deployments, Err(kube::Error::Api(ref e)) if e.code == 403),
-        "{deployments:?}"
+        matches!(pods, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{pods:?}"
+    );
+    let roles = Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(sa.clone(), &ns.name)
+        .list(&Default::default())
+        .await;
+    assert!(
+        matches!(roles, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{roles:?}"
     );
 
     let db = PgDatabase::create("larder_op").await;

@@ -1,5 +1,5 @@
 //! Prometheus metrics for the registry server: calls and latency per RPC
-//! method and gRPC status, served on a side port.
+//! method and gRPC status, served on a side port with a health check.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use larder_registry::cache::CachedRegistry;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
 #[derive(Clone)]
@@ -53,14 +54,55 @@ impl Metrics {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let m = self.clone();
-                async move { m.render() }
-            }),
-        );
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        axum::serve(listener, metrics_route(self))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+/// `GET /metrics` in Prometheus' text format.
+fn metrics_route(metrics: Arc<Metrics>) -> axum::Router {
+    axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move {
+                let content_type = TextEncoder::new().format_type().to_string();
+                ([(axum::http::header::CONTENT_TYPE, content_type)], m.render())
+            }
+        }),
+    )
+}
+
+/// Serve the side port until `shutdown` resolves: `GET /metrics` and
+/// `GET /healthz`, the registry server pods' readiness and liveness probe.
+/// The check reads the cached snapshot, so a probe costs a database round
+/// trip only when the cache has expired.
+pub async fn serve_side(
+    metrics: Arc<Metrics>,
+    registry: Arc<CachedRegistry>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = metrics_route(metrics).route(
+        "/healthz",
+        axum::routing::get(move || {
+            let reg = registry.clone();
+            async move { healthz(&reg).await }
+        }),
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// 200 "ok" when the registry can be read, else 503. The cause goes to the
+/// log, not the body: probes and scrapers need no database details.
+async fn healthz(registry: &CachedRegistry) -> (axum::http::StatusCode, &'static str) {
+    match registry.snapshot_cached().await {
+        Ok(_) => (axum::http::StatusCode::OK, "ok"),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: registry unavailable");
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "registry unavailable")
+        }
     }
 }
 

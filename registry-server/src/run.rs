@@ -2,10 +2,13 @@
 //! `registry-server` binary and `larder registry-server`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use larder_registry::RegistryConfig;
 use larder_runtime::tls::PemPair;
+
+use crate::metrics::Metrics;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RegistryServerArgs {
@@ -13,7 +16,10 @@ pub struct RegistryServerArgs {
     pub host: String,
     #[arg(long, default_value_t = 6570, env = "LARDER_REGISTRY_PORT")]
     pub port: u16,
-    /// Side port for Prometheus `/metrics`; 0 disables it.
+    /// Plain-HTTP side port (on --host): `GET /metrics` serves the Prometheus text of the RPC
+    /// counters and latencies (larder_registry_rpc_total, larder_registry_rpc_duration_seconds);
+    /// `GET /healthz` answers 200 "ok" when the (cached) registry can be read and 503 otherwise,
+    /// for Kubernetes readiness and liveness probes. 0 disables the side port.
     #[arg(long, default_value_t = 6571, env = "LARDER_REGISTRY_METRICS_PORT")]
     pub metrics_port: u16,
     /// PEM certificate chain: serve over TLS (with --tls-key).
@@ -35,9 +41,38 @@ pub async fn run(registry: &RegistryConfig, args: &RegistryServerArgs) -> Result
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    // Both ports are bound before serving: a taken port is a startup error.
+    let side = if args.metrics_port != 0 {
+        let maddr = format!("{}:{}", args.host, args.metrics_port);
+        let mlistener = tokio::net::TcpListener::bind(&maddr)
+            .await
+            .with_context(|| format!("cannot listen on {maddr} (--metrics-port)"))?;
+        Some((maddr, mlistener))
+    } else {
+        None
+    };
     eprintln!("registry server on {addr} ({})", registry.describe());
-    crate::serve(listener, reg, identity, larder_runtime::shutdown::signal())
+    // One signal stops both servers; each drains its in-flight requests.
+    let shutdown = larder_runtime::shutdown::on_signal();
+    let (metrics, side) = match side {
+        Some((maddr, mlistener)) => {
+            let metrics = Arc::new(Metrics::new().context("registry server metrics")?);
+            eprintln!("metrics on http://{maddr}/metrics, health check on http://{maddr}/healthz");
+            let task = tokio::spawn(crate::metrics::serve_side(
+                metrics.clone(),
+                reg.clone(),
+                mlistener,
+                shutdown.wait(),
+            ));
+            (Some(metrics), Some(task))
+        }
+        None => (None, None),
+    };
+    crate::serve_with_metrics(listener, reg, identity, metrics, shutdown.wait())
         .await
         .context("registry server")?;
+    if let Some(task) = side {
+        task.await.context("metrics server task")?.context("metrics server")?;
+    }
     Ok(())
 }

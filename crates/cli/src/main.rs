@@ -81,6 +81,11 @@ enum Command {
         /// Only these views (default: every online view).
         #[arg(long, value_delimiter = ',')]
         views: Vec<String>,
+        /// Write only shard I of N (0 <= I < N, numbered from 0 like indexed Jobs): the entity keys
+        /// whose hash modulo N is I. Records no materialization interval; whoever runs all N shards
+        /// records it once every shard succeeded.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<larder_materialize::Shard>,
     },
     /// Materialize each view from where its last run ended up to END.
     MaterializeIncremental {
@@ -112,6 +117,19 @@ enum Command {
     Up(serve::UpArgs),
     /// Serve Feast's RegistryServer gRPC API over the configured registry.
     RegistryServer(larder_registry_server::run::RegistryServerArgs),
+    /// Print every Kubernetes object the operator would create for the
+    /// FeatureStores and views in the manifests (for review; nothing is applied).
+    Render {
+        /// Manifest files or directories.
+        #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        /// Namespace of documents that name none.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Image (`repository:tag`) when a FeatureStore names none (the operator's `--image`).
+        #[arg(long, env = "LARDER_IMAGE")]
+        image: Option<String>,
+    },
     /// Remove the registry's tables or file.
     Teardown {
         /// Confirm: this deletes every object of every project.
@@ -172,13 +190,19 @@ async fn run(cli: Cli) -> Result<()> {
                 bail!("{kind} {name} does not exist in project {project}")
             }
         }
-        Command::Materialize { start, end, views } => {
+        Command::Materialize {
+            start,
+            end,
+            views,
+            shard,
+        } => {
             let project = project_for_reads(&settings)?;
-            online::materialize(&settings, open(&settings).await?, &project, Some(&start), &end, &views).await
+            let reg = open(&settings).await?;
+            online::materialize(&settings, reg, &project, Some(&start), &end, &views, shard).await
         }
         Command::MaterializeIncremental { end, views } => {
             let project = project_for_reads(&settings)?;
-            online::materialize(&settings, open(&settings).await?, &project, None, &end, &views).await
+            online::materialize(&settings, open(&settings).await?, &project, None, &end, &views, None).await
         }
         Command::GetOnlineFeatures {
             features,
@@ -203,6 +227,23 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Up(args) => serve::up(args).await,
         Command::RegistryServer(args) => larder_registry_server::run::run(registry_config(&settings)?, &args).await,
+        Command::Render {
+            files,
+            namespace,
+            image,
+        } => {
+            let docs = load::load_larder_paths(&files)?;
+            let objects: Vec<larder_model::Object> = docs.into_iter().map(|d| d.object).collect();
+            let defaults = match image {
+                Some(image) => larder_deploy::Defaults { image },
+                None => larder_deploy::Defaults::default(),
+            };
+            print!(
+                "{}",
+                larder_deploy::render::render(&objects, &namespace, &defaults, chrono::Utc::now())?
+            );
+            Ok(())
+        }
         Command::Teardown { yes } => {
             if !yes {
                 bail!("teardown deletes every object of every project in the registry; pass --yes to confirm");

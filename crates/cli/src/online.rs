@@ -105,9 +105,14 @@ fn summarize(reports: &[ViewReport]) -> Result<()> {
     let mut failed = 0;
     for r in reports {
         let secs = r.elapsed.as_secs_f64().max(1e-9);
+        // A shard's run says so, and that it left the interval to whoever runs all shards.
+        let shard = r
+            .shard
+            .map(|s| format!(", shard {s} (interval not recorded)"))
+            .unwrap_or_default();
         match &r.error {
             None => println!(
-                "{}: {} rows in {:.2}s ({:.0} rows/s), {} .. {}",
+                "{}: {} rows in {:.2}s ({:.0} rows/s), {} .. {}{shard}",
                 r.view,
                 r.rows,
                 secs,
@@ -117,7 +122,8 @@ fn summarize(reports: &[ViewReport]) -> Result<()> {
             ),
             Some(e) => {
                 failed += 1;
-                eprintln!("{}: FAILED, interval not recorded: {e}", r.view);
+                let shard = r.shard.map(|s| format!(" (shard {s})")).unwrap_or_default();
+                eprintln!("{}{shard}: FAILED, interval not recorded: {e}", r.view);
             }
         }
     }
@@ -137,8 +143,10 @@ pub async fn materialize(
     start: Option<&str>,
     end: &str,
     views: &[String],
+    shard: Option<larder_materialize::Shard>,
 ) -> Result<()> {
-    let m = materializer(settings, registry, project).await?;
+    let mut m = materializer(settings, registry, project).await?;
+    m.shard = shard;
     let bars: Arc<dyn Progress> = Arc::new(Bars::new());
     let end = parse_time(end)?;
     let reports = match start {

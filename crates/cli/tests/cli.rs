@@ -392,3 +392,168 @@ async fn materialize_and_read_errors_are_clear() {
         .contains("driver_id is required")
     );
 }
+
+/// `materialize --shard I/N`: bad values are rejected naming the rule; one
+/// shard writes exactly the drivers that hash to it, the N shards write
+/// every driver once between them, and only an unsharded run records an
+/// interval.
+#[tokio::test]
+async fn materialize_shards() {
+    use larder_materialize::Shard;
+    use larder_model::feast::{FeastKind, FeastObject};
+    use larder_registry::Registry;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let m = manifests_copy(tmp.path());
+    std::fs::write(
+        tmp.path().join("larder.yaml"),
+        "project: driver_stats\nregistry: data/registry.pb\nonline_store: {type: sqlite, path: data/online.db}\n",
+    )
+    .unwrap();
+    let cfg = tmp.path().join("larder.yaml");
+    let cfg = cfg.to_str().unwrap();
+    larder_ok(&["-c", cfg, "apply", "-f", m.to_str().unwrap()]);
+    let (start, end, view) = ("2024-01-01T00:00:00", "2024-01-03T00:00:00", "driver_hourly_stats");
+    let materialize = |shard: Option<&str>| {
+        let mut args = vec!["-c", cfg, "materialize", start, end, "--views", view];
+        args.extend(shard.map(|s| ["--shard", s]).into_iter().flatten());
+        larder(&args)
+    };
+
+    for (bad, rule) in [
+        ("4/4", "index I must be below the count N"),
+        ("7/4", "numbered 0 to N-1"),
+        ("x", "expected I/N"),
+        ("1/0", "count N must be at least 1"),
+        ("one/4", "expected I/N"),
+    ] {
+        let out = materialize(Some(bad));
+        assert!(!out.status.success(), "--shard {bad} must fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--shard") && err.contains(rule), "--shard {bad}: {err}");
+    }
+    let help = larder_ok(&["materialize", "--help"]);
+    assert!(help.contains("--shard <I/N>") && help.contains("0 <= I < N"), "{help}");
+
+    let intervals = || async {
+        let reg = larder_registry::file::FileRegistry::open(&tmp.path().join("data/registry.pb")).unwrap();
+        match reg.get("driver_stats", FeastKind::FeatureView, view).await.unwrap() {
+            Some(FeastObject::FeatureView(v)) => v.meta.map(|m| m.materialization_intervals.len()).unwrap_or(0),
+            other => panic!("{view}: {other:?}"),
+        }
+    };
+    let ids: Vec<i64> = (1001..=2000).collect();
+    let entity = format!(
+        "driver_id={}",
+        ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+    );
+    let present = || -> Vec<bool> {
+        let got = larder_ok(&[
+            "-c",
+            cfg,
+            "get-online-features",
+            "--features",
+            "driver_hourly_stats:avg_daily_trips",
+            "--entity",
+            &entity,
+            "-o",
+            "json",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+        v["results"][1]["statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s == "PRESENT")
+            .collect()
+    };
+    let rows_of = |out: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(view))
+            .unwrap_or_else(|| panic!("{out}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+
+    let mut total = 0;
+    for i in 0..4 {
+        let shard = format!("{i}/4");
+        let out = materialize(Some(&shard));
+        assert_success(&format!("materialize --shard {shard}"), &out);
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains(&format!("shard {shard} (interval not recorded)")), "{out}");
+        let rows = rows_of(&out);
+        assert!(rows > 150, "shard {shard}: {rows} rows");
+        total += rows;
+        if i == 0 {
+            // Exactly the drivers whose serialized key hashes to shard 0.
+            let expected: Vec<bool> = ids
+                .iter()
+                .map(|&id| {
+                    let key = larder_model::entity_key::serialize_entity_key(&larder_protos::feast::types::EntityKey {
+                        join_keys: vec!["driver_id".into()],
+                        entity_values: vec![larder_protos::feast::types::Value {
+                            val: Some(larder_protos::feast::types::value::Val::Int64Val(id)),
+                        }],
+                    })
+                    .unwrap();
+                    Shard::new(0, 4).unwrap().contains(&key)
+                })
+                .collect();
+            assert_eq!(present(), expected, "shard 0/4 wrote its drivers and no others");
+        }
+        assert_eq!(intervals().await, 0, "shard {shard} records no interval");
+    }
+    assert_eq!(total, 1000, "each driver written by one shard");
+    assert!(present().iter().all(|p| *p), "all shards together: every driver");
+
+    let out = larder_ok(&["-c", cfg, "materialize", start, end, "--views", view]);
+    assert!(
+        out.contains("driver_hourly_stats: 1000 rows") && !out.contains("shard"),
+        "{out}"
+    );
+    assert_eq!(intervals().await, 1, "an unsharded run records its interval");
+}
+
+/// `larder render` reads a GitOps directory (other kinds skipped) and prints
+/// what the operator would create, with the same builders.
+#[test]
+fn render_prints_the_operators_objects() {
+    let samples = repo_root().join("config/samples");
+    let out = larder_ok(&["render", "-f", samples.to_str().unwrap(), "-n", "team-a"]);
+    assert!(
+        out.contains("kind: ConfigMap") && out.contains("name: driver-stats-config"),
+        "{out}"
+    );
+    assert!(out.contains("namespace: team-a"), "{out}");
+    // The samples' Secrets are skipped, never printed.
+    let secrets = std::fs::read_to_string(samples.join("secrets.yaml")).unwrap();
+    assert!(!out.contains("kind: Secret") && secrets.contains("stringData"));
+    let fixture = repo_root().join("crates/deploy/tests/fixtures/serving.yaml");
+    let out = larder_ok(&[
+        "render",
+        "-f",
+        fixture.to_str().unwrap(),
+        "--image",
+        "example.org/larder:9",
+    ]);
+    for kind in [
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "Job",
+    ] {
+        assert!(out.contains(&format!("kind: {kind}\n")), "no {kind}");
+    }
+    assert!(
+        out.contains("image: registry.example/larder:1.2.3"),
+        "the store's own image wins"
+    );
+    // A FeatureStore the operator could not run is an error naming the field.
+    let example = example_dir().join("manifests");
+    let failed = larder(&["render", "-f", example.to_str().unwrap()]);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("spec.registry"));
+}

@@ -45,6 +45,7 @@ fn start_registry_server(cfg: &Path, log: PathBuf) -> LarderProcess {
             "LARDER_REGISTRY",
             "LARDER_HOST",
             "LARDER_REGISTRY_PORT",
+            "LARDER_REGISTRY_METRICS_PORT",
         ],
         |port| {
             [
@@ -55,6 +56,9 @@ fn start_registry_server(cfg: &Path, log: PathBuf) -> LarderProcess {
                 "127.0.0.1",
                 "--port",
                 &port.to_string(),
+                // No side port: tests run at once and would all want the default 6571.
+                "--metrics-port",
+                "0",
             ]
             .map(String::from)
             .into()
@@ -366,4 +370,72 @@ async fn feast_through_registry_server_sqlite() {
     if let Err(e) = r {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// `larder registry-server` shares the binary's startup: its side port
+/// answers `/healthz` and `/metrics` (no Feast needed).
+#[test]
+fn larder_registry_server_serves_the_side_port() {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicU16, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("larder.yaml");
+    let db = dir.path().join("registry.db");
+    std::fs::write(
+        &cfg,
+        format!("registry:\n  registry_type: sql\n  path: sqlite:///{}\n", db.display()),
+    )
+    .unwrap();
+    let get = |port: u16, path: &str| -> Option<String> {
+        let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        Some(text)
+    };
+    // Each attempt picks a fresh side port; readiness is its /healthz.
+    let metrics_port = AtomicU16::new(0);
+    let cfg_arg = cfg.to_str().unwrap().to_string();
+    let server = LarderProcess::start(
+        "larder registry-server",
+        dir.path().join("server.log"),
+        &[
+            "LARDER_CONFIG",
+            "LARDER_REGISTRY",
+            "LARDER_HOST",
+            "LARDER_REGISTRY_PORT",
+            "LARDER_REGISTRY_METRICS_PORT",
+        ],
+        |port| {
+            let m = free_port();
+            metrics_port.store(m, Ordering::SeqCst);
+            [
+                "-c",
+                &cfg_arg,
+                "registry-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--metrics-port",
+                &m.to_string(),
+            ]
+            .map(String::from)
+            .into()
+        },
+        |_| get(metrics_port.load(Ordering::SeqCst), "/healthz").is_some_and(|t| t.starts_with("HTTP/1.1 200")),
+    );
+    let m = metrics_port.load(Ordering::SeqCst);
+    let health = get(m, "/healthz").unwrap();
+    assert!(health.ends_with("\r\n\r\nok"), "{health}");
+    let metrics = get(m, "/metrics").unwrap();
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        server.log_text().contains(&format!("http://127.0.0.1:{m}/healthz")),
+        "{}",
+        server.log_text()
+    );
+    server.terminate(Duration::from_secs(10));
 }

@@ -98,6 +98,16 @@ impl Settings {
         if get("type").as_deref() != Some("postgres") {
             return Ok(None);
         }
+        // Larder's one-key form (the operator passes a Secret's URL through `${VAR}`).
+        if let Some(url) = get("url") {
+            let url = url.trim();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError::Invalid(
+                    "offline_store.url must be a postgresql:// URL".into(),
+                ));
+            }
+            return Ok(Some(url.to_string()));
+        }
         let host = get("host").unwrap_or_else(|| "127.0.0.1".into());
         let port = get("port").unwrap_or_else(|| "5432".into());
         let db = get("database")
@@ -249,5 +259,30 @@ mod tests {
         let plain = parse_config("project: demo\nregistry: data/registry.db\n", Path::new("x.yaml")).unwrap();
         assert!(matches!(plain.registry, Some(RegistryKey::Path(_))));
         assert!(parse_config("entity_key_serialization_version: 2\n", Path::new("x.yaml")).is_err());
+    }
+
+    #[test]
+    fn offline_postgres_url_key() {
+        let settings = |offline: &str| Settings {
+            project: None,
+            registry: None,
+            online_store: None,
+            offline_store: Some(serde_yaml::from_str(offline).unwrap()),
+            base_dir: PathBuf::from("/"),
+        };
+        let url = settings("{type: postgres, url: 'postgresql://u:p@h:5432/d?sslmode=disable'}")
+            .offline_postgres_url()
+            .unwrap();
+        assert_eq!(url.as_deref(), Some("postgresql://u:p@h:5432/d?sslmode=disable"));
+        let keys = settings("{type: postgres, host: h, database: d, user: u}")
+            .offline_postgres_url()
+            .unwrap();
+        assert_eq!(keys.as_deref(), Some("postgres://u@h:5432/d?sslmode=prefer"));
+        assert!(
+            settings("{type: postgres, url: 'mysql://u@h/d'}")
+                .offline_postgres_url()
+                .is_err()
+        );
+        assert_eq!(settings("{type: file}").offline_postgres_url().unwrap(), None);
     }
 }

@@ -4,8 +4,15 @@
 //! Views run in parallel up to a bound; a failed view never advances its
 //! interval and never stops the others; re-runs are idempotent because the
 //! stores keep the newest row per key.
+//!
+//! A run may also be one [`Shard`] of a view: it writes only the keys that
+//! hash to that shard and records no interval, since only the caller knows
+//! when every shard has finished.
 
+mod shard;
 mod spill;
+
+pub use shard::{Shard, ShardError, entity_key_hash};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,7 +73,9 @@ pub struct ViewReport {
     /// Entity rows written to the online store.
     pub rows: u64,
     pub elapsed: Duration,
-    /// `None` on success; the interval was recorded only then.
+    /// The shard this run wrote; `None` for the whole view.
+    pub shard: Option<Shard>,
+    /// `None` on success; the interval was recorded only then (and never for a shard).
     pub error: Option<ViewError>,
 }
 
@@ -81,6 +90,9 @@ pub struct Materializer {
     pub dedup_capacity: usize,
     /// Entity rows per online write; `None` uses the store's preference.
     pub write_batch_rows: Option<usize>,
+    /// Write only this shard's entity keys and record no interval (the
+    /// caller records it once every shard succeeded); `None` = everything.
+    pub shard: Option<Shard>,
 }
 
 impl Materializer {
@@ -94,6 +106,7 @@ impl Materializer {
             batch_rows: ReadSpec::DEFAULT_BATCH_ROWS,
             dedup_capacity: ReadSpec::DEFAULT_DEDUP_CAPACITY,
             write_batch_rows: None,
+            shard: None,
         }
     }
 
@@ -181,6 +194,7 @@ impl Materializer {
                 batch_rows: self.batch_rows,
                 dedup_capacity: self.dedup_capacity,
                 write_batch_rows: self.write_batch_rows,
+                shard: self.shard,
                 progress: progress.clone(),
             };
             let limit = limit.clone();
@@ -201,36 +215,8 @@ impl Materializer {
     }
 }
 
-/// Where an incremental run starts for a view.
-pub fn incremental_start(view: &fc::FeatureView, end_ns: i64) -> i64 {
-    let last = view.meta.as_ref().and_then(|m| {
-        m.materialization_intervals
-            .iter()
-            .filter_map(|i| i.end_time)
-            .map(|t| ts_nanos(&t))
-            .max()
-    });
-    if let Some(last) = last {
-        return last;
-    }
-    let ttl = view
-        .spec
-        .as_ref()
-        .and_then(|s| s.ttl)
-        .map(|d| {
-            d.seconds
-                .saturating_mul(1_000_000_000)
-                .saturating_add(i64::from(d.nanos))
-        })
-        .unwrap_or(0);
-    if ttl > 0 { end_ns.saturating_sub(ttl) } else { 0 }
-}
-
-fn ts_nanos(t: &Timestamp) -> i64 {
-    t.seconds
-        .saturating_mul(1_000_000_000)
-        .saturating_add(i64::from(t.nanos))
-}
+/// Where an incremental run starts for a view (shared with the operator).
+pub use larder_model::feast::incremental_start;
 
 struct ViewJob {
     registry: Arc<dyn Registry>,
@@ -240,6 +226,7 @@ struct ViewJob {
     batch_rows: usize,
     dedup_capacity: usize,
     write_batch_rows: Option<usize>,
+    shard: Option<Shard>,
     progress: Arc<dyn Progress>,
 }
 
@@ -251,6 +238,8 @@ impl ViewJob {
         let mut rows = 0u64;
         let result = self.copy(&view, &name, start_ns, end_ns, &mut rows).await;
         let result = match result {
+            // A shard covers only part of the keys: the interval is not done yet.
+            Ok(()) if self.shard.is_some() => Ok(()),
             Ok(()) => self
                 .registry
                 .apply_materialization(&self.project, &name, ts(start_ns), ts(end_ns))
@@ -264,6 +253,7 @@ impl ViewJob {
             end_ns,
             rows,
             elapsed: started.elapsed(),
+            shard: self.shard,
             error: result.err(),
         };
         if let Some(e) = &report.error {
@@ -319,9 +309,10 @@ impl ViewJob {
             .write_batch_rows
             .unwrap_or_else(|| self.online.preferred_batch_rows())
             .max(1);
-        let mut next = gather(&mut rx, target).await?;
+        let shard = self.shard;
+        let mut next = gather(&mut rx, target, shard).await?;
         if self.online.prefers_key_order() && next.is_some() {
-            let second = gather(&mut rx, target).await?;
+            let second = gather(&mut rx, target, shard).await?;
             if second.is_some() {
                 return self
                     .copy_sorted(&schema, name, [next, second], &mut rx, target, rows)
@@ -329,7 +320,8 @@ impl ViewJob {
             }
         }
         while let Some(batch) = next {
-            let (written, gathered) = tokio::join!(self.write(&schema, name, &batch, rows), gather(&mut rx, target));
+            let (written, gathered) =
+                tokio::join!(self.write(&schema, name, &batch, rows), gather(&mut rx, target, shard));
             written?;
             next = gathered?;
         }
@@ -360,7 +352,7 @@ impl ViewJob {
                 }
                 Ok(runs)
             });
-            let (pushed, gathered) = tokio::join!(push, gather(rx, target));
+            let (pushed, gathered) = tokio::join!(push, gather(rx, target, self.shard));
             runs = pushed.map_err(blocking_failed)??;
             match gathered? {
                 Some(b) => pending = vec![b],
@@ -404,15 +396,20 @@ impl ViewJob {
 }
 
 /// Reader batches joined until they hold `target` rows or the reader is
-/// done; `None` once nothing is left.
+/// done; `None` once nothing is left. Rows of other shards are dropped
+/// here, as they arrive, so they are never sorted, spilled or written.
 async fn gather(
     rx: &mut tokio::sync::mpsc::Receiver<Result<larder_model::rows::RowBatch, larder_offline::OfflineError>>,
     target: usize,
+    shard: Option<Shard>,
 ) -> Result<Option<larder_model::rows::RowBatch>, ViewError> {
     let mut pending: Option<larder_model::rows::RowBatch> = None;
     while pending.as_ref().is_none_or(|p| p.rows.len() < target) {
         let Some(batch) = rx.recv().await else { break };
-        let batch = batch?;
+        let mut batch = batch?;
+        if let Some(shard) = shard {
+            batch.rows.retain(|r| shard.contains(&r.entity_key));
+        }
         match &mut pending {
             Some(p) => p.rows.extend(batch.rows),
             None => pending = Some(batch),

@@ -41,6 +41,50 @@ pub struct ObjectStatus {
     /// FeatureView: end of its latest materialization interval (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_materialized: Option<String>,
+    /// FeatureView: the operator's materialization runs (Jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub materialization: Option<MaterializationStatus>,
+}
+
+/// A FeatureView's scheduled and on-demand materialization.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaterializationStatus {
+    /// The schedule in effect (the view's, else the store's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The last due time a run was started for (or found nothing to do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_schedule_time: Option<String>,
+    /// When the next scheduled run is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_at: Option<String>,
+    /// The `larder.dev/materialize-requested-at` value already acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<MaterializationRun>,
+}
+
+/// One run: a window materialized by one Job per shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MaterializationRun {
+    pub id: String,
+    /// The window `[start, end)`, RFC 3339.
+    pub start: String,
+    pub end: String,
+    pub shards: u32,
+    /// The run's Jobs, by shard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<String>,
+    /// `Running`, `Succeeded` or `Failed`.
+    pub outcome: String,
+    /// Why it failed, in the Job controller's words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Status of a FeatureStore.
@@ -62,6 +106,38 @@ pub struct FeatureStoreStatus {
     /// The project's objects in the registry, by kind.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objects: Option<ObjectCounts>,
+    /// The image the workloads run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The feature server Deployment, as its own status reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_server: Option<ServerStatus>,
+    /// The registry server Deployment, as its own status reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_server: Option<ServerStatus>,
+}
+
+/// A server Deployment of a FeatureStore.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerStatus {
+    /// The Deployment's name.
+    pub deployment: String,
+    /// In-cluster URL of the HTTP API (feature server) or the gRPC API (registry server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// In-cluster address of the feature server's gRPC ServingService.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_endpoint: Option<String>,
+    /// Pods wanted (the autoscaler's choice when autoscaling is on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Pods of the current template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_replicas: Option<i32>,
+    /// Pods ready for at least `minReadySeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available_replicas: Option<i32>,
 }
 
 /// How many registry objects a project holds, by kind.

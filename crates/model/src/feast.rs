@@ -264,6 +264,30 @@ impl FeastObject {
     }
 }
 
+/// Where an incremental materialization of `view` up to `end_ns` starts:
+/// the end of its latest interval, else `end - ttl`, else the epoch (as
+/// Feast's `materialize-incremental` does).
+pub fn incremental_start(view: &fc::FeatureView, end_ns: i64) -> i64 {
+    let nanos = |seconds: i64, n: i32| seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(n));
+    let last = view.meta.as_ref().and_then(|m| {
+        m.materialization_intervals
+            .iter()
+            .filter_map(|i| i.end_time)
+            .map(|t| nanos(t.seconds, t.nanos))
+            .max()
+    });
+    if let Some(last) = last {
+        return last;
+    }
+    let ttl = view
+        .spec
+        .as_ref()
+        .and_then(|s| s.ttl)
+        .map(|d| nanos(d.seconds, d.nanos))
+        .unwrap_or(0);
+    if ttl > 0 { end_ns.saturating_sub(ttl) } else { 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

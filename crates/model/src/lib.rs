@@ -23,6 +23,7 @@ pub mod rows;
 pub mod stores;
 pub mod types;
 pub mod validate;
+pub mod workloads;
 
 pub use error::{ManifestError, ManifestErrors};
 pub use manifest::{Kind, Object};

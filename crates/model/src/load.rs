@@ -23,6 +23,12 @@ const CONFIG_FILE_NAMES: [&str; 2] = ["larder.yaml", "feature_store.yaml"];
 /// Parse every document in `text`. `file` names the source in errors and
 /// its parent directory anchors relative paths.
 pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Loaded>, ManifestErrors> {
+    parse_str_with(text, file, false)
+}
+
+/// [`parse_str`], optionally skipping documents of other API groups
+/// (Secrets, Kustomizations: a GitOps directory holds more than Larder's kinds).
+fn parse_str_with(text: &str, file: &Path, only_larder: bool) -> Result<Vec<Loaded>, ManifestErrors> {
     let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -37,6 +43,10 @@ pub fn parse_str(text: &str, file: &Path) -> Result<Vec<Loaded>, ManifestErrors>
             }
         };
         if value.is_null() {
+            continue;
+        }
+        let group = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+        if only_larder && !group.starts_with("larder.dev/") {
             continue;
         }
         match parse_value(value, &origin) {
@@ -107,6 +117,16 @@ fn typed<S: DeserializeOwned>(value: serde_yaml::Value, origin: &Origin) -> Resu
 
 /// Read files and directories (recursively, `*.yaml`/`*.yml` in name order).
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, ManifestErrors> {
+    load_paths_with(paths, false)
+}
+
+/// [`load_paths`] keeping only `larder.dev` documents: what `larder render`
+/// reads from a directory that also holds Secrets or a Kustomization.
+pub fn load_larder_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, ManifestErrors> {
+    load_paths_with(paths, true)
+}
+
+fn load_paths_with(paths: &[PathBuf], only_larder: bool) -> Result<Vec<Loaded>, ManifestErrors> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for p in paths {
@@ -121,7 +141,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Loaded>, ManifestErrors> {
     let mut out = Vec::new();
     for f in files {
         match std::fs::read_to_string(&f) {
-            Ok(text) => match parse_str(&text, &f) {
+            Ok(text) => match parse_str_with(&text, &f, only_larder) {
                 Ok(mut docs) => out.append(&mut docs),
                 Err(ManifestErrors(mut e)) => errors.append(&mut e),
             },

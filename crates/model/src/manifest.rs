@@ -37,7 +37,7 @@ pub struct Document<S> {
     pub spec: S,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 #[cfg_attr(
     feature = "kube",
@@ -91,6 +91,18 @@ pub struct FeatureStoreSpec {
     /// Whether registry objects of the project that no resource declares are kept (Shared, default) or deleted (Exclusive).
     #[serde(default, skip_serializing_if = "crate::stores::ObjectPolicy::is_default")]
     pub object_policy: crate::stores::ObjectPolicy,
+    /// The image of the servers and materialization Jobs (default: the operator's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<crate::workloads::ImageSpec>,
+    /// The feature server Deployment (HTTP 6566, gRPC 6567); none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_server: Option<Box<crate::workloads::ServerSpec>>,
+    /// The registry server Deployment (Feast's RegistryServer gRPC, 6570); none when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_server: Option<Box<crate::workloads::ServerSpec>>,
+    /// Scheduled materialization as Kubernetes Jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub materialization: Option<Box<crate::workloads::MaterializationSpec>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,6 +295,9 @@ pub struct FeatureViewSpec {
     pub owner: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: Tags,
+    /// This view's own materialization schedule and shard count (operator only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub materialization: Option<crate::workloads::ViewMaterializationSpec>,
 }
 
 #[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]

@@ -195,6 +195,7 @@ pub fn to_manifest(obj: &FeastObject) -> Result<Object, ReverseError> {
                     description: s.description,
                     owner: s.owner,
                     tags: tags(&s.tags),
+                    materialization: None,
                 },
             )))
         }

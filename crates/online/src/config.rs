@@ -20,6 +20,138 @@ pub enum OnlineStoreConfig {
     MySql(MySqlSettings),
 }
 
+/// Feast's `online_store` keys for a `postgresql://` or `mysql://` URL
+/// (`user[:password]@host[:port]/database[?sslmode=…&schema=…]`). Errors
+/// never repeat the URL: it holds a password.
+pub fn url_keys(
+    kind: &'static str,
+    url: &str,
+) -> std::result::Result<std::collections::BTreeMap<&'static str, String>, String> {
+    let url = url.trim();
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| "is not a URL of the form scheme://user:password@host:port/database".to_string())?;
+    let dialect = scheme.split('+').next().unwrap_or(scheme);
+    let ok = match kind {
+        "postgres" => matches!(dialect, "postgres" | "postgresql"),
+        _ => matches!(dialect, "mysql" | "mariadb"),
+    };
+    if !ok {
+        return Err(format!("scheme {dialect:?} does not name a {kind} database"));
+    }
+    let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, database) = rest
+        .split_once('/')
+        .ok_or_else(|| "names no database (…/database)".to_string())?;
+    if database.is_empty() {
+        return Err("names no database (…/database)".into());
+    }
+    let (creds, hostport) = authority.rsplit_once('@').unwrap_or(("", authority));
+    let (user, password) = match creds.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (creds, None),
+    };
+    if user.is_empty() {
+        return Err("names no user (user:password@host)".into());
+    }
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            Some(p.parse::<u16>().map_err(|_| "has an invalid port".to_string())?),
+        ),
+        None => (hostport, None),
+    };
+    let mut m = std::collections::BTreeMap::new();
+    m.insert("type", kind.to_string());
+    m.insert(
+        "host",
+        if host.is_empty() {
+            "127.0.0.1".into()
+        } else {
+            host.to_string()
+        },
+    );
+    if let Some(p) = port {
+        m.insert("port", p.to_string());
+    }
+    m.insert("database", percent_decode(database)?);
+    m.insert("user", percent_decode(user)?);
+    if let Some(p) = password {
+        m.insert("password", percent_decode(p)?);
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("sslmode", v)) if kind == "postgres" => {
+                m.insert("sslmode", v.to_string());
+            }
+            Some(("schema" | "db_schema", v)) if kind == "postgres" => {
+                m.insert("db_schema", percent_decode(v)?);
+            }
+            _ => {}
+        }
+    }
+    Ok(m)
+}
+
+fn percent_decode(s: &str) -> std::result::Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .ok_or_else(|| "has a malformed %-escape".to_string())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| "has a malformed %-escape".to_string())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "is not UTF-8 after %-decoding".to_string())
+}
+
+/// Larder's `url` key (a PostgreSQL or MySQL URL, as the operator passes a
+/// Secret) replaced by Feast's separate keys.
+fn expand_url_key(value: serde_yaml::Value) -> Result<serde_yaml::Value> {
+    let serde_yaml::Value::Mapping(mut map) = value else {
+        return Ok(value);
+    };
+    let Some(url) = map.remove("url") else {
+        return Ok(serde_yaml::Value::Mapping(map));
+    };
+    let kind = match map.get("type").and_then(|t| t.as_str()) {
+        Some("postgres") => "postgres",
+        Some("mysql") => "mysql",
+        other => {
+            return Err(OnlineError::Config(format!(
+                "online_store.url is only for postgres and mysql, not {}",
+                other.unwrap_or("(no type)")
+            )));
+        }
+    };
+    let url = url
+        .as_str()
+        .ok_or_else(|| OnlineError::Config("online_store.url must be a string".into()))?;
+    for key in ["host", "port", "database", "user", "password"] {
+        if map.contains_key(key) {
+            return Err(OnlineError::Config(format!(
+                "online_store: set either url or {key}, not both"
+            )));
+        }
+    }
+    let keys = url_keys(kind, url).map_err(|e| OnlineError::Config(format!("online_store.url {e}")))?;
+    for (k, v) in keys {
+        let v = match k {
+            "port" => serde_yaml::Value::Number(v.parse::<u16>().map(Into::into).unwrap_or_else(|_| 0.into())),
+            _ => serde_yaml::Value::String(v),
+        };
+        map.insert(serde_yaml::Value::String(k.to_string()), v);
+    }
+    Ok(serde_yaml::Value::Mapping(map))
+}
+
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Raw {
@@ -103,6 +235,7 @@ impl OnlineStoreConfig {
             Some(v) => Ok(v.clone()),
         }
         .map_err(|e| OnlineError::Config(e.to_string()))?;
+        let value = expand_url_key(value)?;
         let raw: Raw = serde_yaml::from_value(value).map_err(|e| OnlineError::Config(format!("online_store: {e}")))?;
         Ok(match raw {
             Raw::Sqlite { path } => {
@@ -224,5 +357,53 @@ mod tests {
         );
         assert!(parse("{type: cassandra}").is_err());
         assert!(parse("{type: redis, redis_type: redis_cluster}").is_err());
+    }
+
+    #[test]
+    fn url_key_becomes_feast_keys() {
+        let OnlineStoreConfig::Postgres(pg) =
+            parse("{type: postgres, url: 'postgresql://u:p%40ss@db:6543/feast?sslmode=disable', max_conn: 3}").unwrap()
+        else {
+            panic!("not postgres")
+        };
+        assert_eq!((pg.host.as_str(), pg.port, pg.database.as_str()), ("db", 6543, "feast"));
+        assert_eq!((pg.user.as_str(), pg.password.as_deref()), ("u", Some("p@ss")));
+        assert_eq!((pg.sslmode.as_str(), pg.max_conn), ("disable", 3));
+        assert!(matches!(
+            parse("{type: mysql, url: 'mysql://root@h/d'}").unwrap(),
+            OnlineStoreConfig::MySql(_)
+        ));
+        let both = parse("{type: mysql, url: 'mysql://root@h/d', host: x}")
+            .unwrap_err()
+            .to_string();
+        assert!(both.contains("not both"), "{both}");
+        let bad = parse("{type: postgres, url: 'postgresql://u:hunter2@h:x/d'}")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("port") && !bad.contains("hunter2"), "{bad}");
+        assert!(parse("{type: redis, url: 'redis://h'}").is_err());
+    }
+
+    #[test]
+    fn postgres_url_becomes_feast_keys() {
+        let m = url_keys(
+            "postgres",
+            "postgresql+psycopg://u%40x:p%2Fw@db.example:6543/feast?sslmode=disable",
+        )
+        .unwrap();
+        assert_eq!(m["host"], "db.example");
+        assert_eq!(m["port"], "6543");
+        assert_eq!(m["user"], "u@x");
+        assert_eq!(m["password"], "p/w");
+        assert_eq!(m["database"], "feast");
+        assert_eq!(m["sslmode"], "disable");
+        assert!(
+            url_keys("postgres", "mysql://u@h/d")
+                .unwrap_err()
+                .contains("does not name")
+        );
+        assert!(url_keys("mysql", "mysql://u@h").unwrap_err().contains("database"));
+        assert!(url_keys("mysql", "mysql://u@h:x/d").unwrap_err().contains("port"));
+        assert!(url_keys("mysql", "mysql://u@h/d%zz").unwrap_err().contains("escape"));
     }
 }

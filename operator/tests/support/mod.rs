@@ -4,6 +4,8 @@
 //! that namespace, and real PostgreSQL / Redis / SQLite stores.
 #![allow(dead_code)]
 
+pub mod kubelet;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -241,6 +243,7 @@ impl RunningOperator {
             settings: Settings {
                 resync,
                 max_backoff: Duration::from_secs(4),
+                ..Settings::default()
             },
             metrics_addr: None,
             leader,
