@@ -3,6 +3,9 @@
 # (services, the Feast venv, a real Kubernetes API server), then runs every
 # test in the workspace. Arguments go to `cargo nextest run`.
 #
+# helm and kubectl for the packaging tests: scripts/k8s-tools.sh installs them (once,
+# cached outside the clone); LARDER_HELM and LARDER_KUBECTL name them.
+#
 # Kubernetes (e2e/kube/README.md): unless KUBECONFIG is already set (tests then use
 # that cluster, and installing CRDs is the caller's job) or LARDER_SKIP_KUBE=1,
 # e2e/kube/testenv.sh builds (once, cached outside the clone) and starts a local
@@ -36,5 +39,10 @@ else
   eval "$kube_env"
   echo "kube: KUBECONFIG=$KUBECONFIG (CEL: $LARDER_KUBE_CEL)"
 fi
+
+# helm and kubectl (with kustomize) for the packaging tests (operator/tests/packaging.rs).
+# Exported only now: testenv.sh above also reads LARDER_KUBECTL and keeps its own kubectl.
+k8s_tools_bin=$(scripts/k8s-tools.sh)
+export LARDER_HELM=${LARDER_HELM:-$k8s_tools_bin/helm} LARDER_KUBECTL=${LARDER_KUBECTL:-$k8s_tools_bin/kubectl}
 
 cargo nextest run --workspace --no-fail-fast "$@"
