@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use larder_model::workloads::MaterializationSpec;
 
 use crate::config::{self, Rendered};
-use crate::servers::{config_volume, container_security_context, pod_security_context};
+use crate::servers::{base_volumes, container_security_context, pod_security_context};
 use crate::{BuildError, Defaults, Result, Store, hash, labels, owner};
 
 pub const COMPONENT: &str = "materialization";
@@ -116,6 +116,7 @@ fn job(
         (FEAST_VIEW_ANNOTATION.to_string(), run.feast_view.to_string()),
     ]);
     let image = store.spec.image.as_ref();
+    let (mounts, volumes) = base_volumes(store.name);
     let mut env: Vec<EnvVar> = rendered.env.clone();
     env.push(EnvVar {
         name: "RUST_LOG".into(),
@@ -161,29 +162,10 @@ fn job(
                         env: Some(env),
                         resources: settings.resources.clone(),
                         security_context: Some(container_security_context()),
-                        volume_mounts: Some(vec![
-                            VolumeMount {
-                                name: "config".into(),
-                                mount_path: config::CONFIG_DIR.into(),
-                                read_only: Some(true),
-                                ..Default::default()
-                            },
-                            VolumeMount {
-                                name: "tmp".into(),
-                                mount_path: "/tmp".into(),
-                                ..Default::default()
-                            },
-                        ]),
+                        volume_mounts: Some(mounts),
                         ..Default::default()
                     }],
-                    volumes: Some(vec![
-                        config_volume(store.name),
-                        Volume {
-                            name: "tmp".into(),
-                            empty_dir: Some(Default::default()),
-                            ..Default::default()
-                        },
-                    ]),
+                    volumes: Some(volumes),
                     ..Default::default()
                 }),
             },

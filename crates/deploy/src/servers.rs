@@ -281,27 +281,7 @@ fn pod_template(
             None => env.push(var.clone()),
         }
     }
-    let mut mounts = vec![
-        VolumeMount {
-            name: "config".into(),
-            mount_path: config::CONFIG_DIR.into(),
-            read_only: Some(true),
-            ..Default::default()
-        },
-        VolumeMount {
-            name: "tmp".into(),
-            mount_path: "/tmp".into(),
-            ..Default::default()
-        },
-    ];
-    let mut volumes = vec![
-        config_volume(store.name),
-        Volume {
-            name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        },
-    ];
+    let (mut mounts, mut volumes) = base_volumes(store.name);
     if let Some(t) = tls {
         mounts.push(VolumeMount {
             name: "tls".into(),
@@ -398,16 +378,38 @@ fn pod_template(
     }
 }
 
-/// The ConfigMap with `larder.yaml`, as a volume.
-pub fn config_volume(store: &str) -> Volume {
-    Volume {
-        name: "config".into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: config::config_map_name(store),
+/// What every pod of a store mounts: the ConfigMap with `larder.yaml`
+/// (read-only) and a writable `/tmp` (the root filesystem is read-only).
+pub fn base_volumes(store: &str) -> (Vec<VolumeMount>, Vec<Volume>) {
+    let mounts = vec![
+        VolumeMount {
+            name: "config".into(),
+            mount_path: config::CONFIG_DIR.into(),
+            read_only: Some(true),
             ..Default::default()
-        }),
-        ..Default::default()
-    }
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        },
+    ];
+    let volumes = vec![
+        Volume {
+            name: "config".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: config::config_map_name(store),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+    ];
+    (mounts, volumes)
 }
 
 /// Non-root with the runtime's default seccomp profile (the "restricted" Pod Security Standard).
