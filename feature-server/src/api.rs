@@ -160,6 +160,22 @@ pub struct ValidationIssue {
     pub msg: String,
 }
 
+/// `GET /health` when not simply healthy (a healthy server answers 200
+/// with an empty body, as Feast does).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthStatus {
+    /// `stale` (200: serving from the last good registry snapshot) or
+    /// `unavailable` (503: no snapshot loaded).
+    #[schema(example = "stale")]
+    pub status: String,
+    /// Age of the snapshot being served.
+    pub registry_snapshot_age_seconds: Option<f64>,
+    /// How long the registry has been unreadable.
+    pub registry_unreadable_for_seconds: Option<f64>,
+    /// Snapshot loads that failed since the last successful one.
+    pub registry_failed_refreshes: u64,
+}
+
 /// Every route, generated from the handlers' annotations and the types above.
 #[derive(OpenApi)]
 #[openapi(
@@ -178,7 +194,7 @@ pub struct ValidationIssue {
         crate::health,
         crate::metrics_text
     ),
-    components(schemas(ValidationErrorBody, ValidationIssue))
+    components(schemas(ValidationErrorBody, ValidationIssue, HealthStatus))
 )]
 pub struct ApiDoc;
 

@@ -51,6 +51,15 @@ impl ApiError {
         }
     }
 
+    /// 503: a dependency is unreachable for now; the same request may
+    /// succeed later (clients and load balancers retry 503s, not 500s).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::Message {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Feast { status, .. } | ApiError::Message { status, .. } => *status,
@@ -74,8 +83,21 @@ impl From<larder_serving::ServeError> for ApiError {
                 class: "FeatureServiceNotFoundException",
                 message,
             },
+            E::Online(ref o) if o.is_retryable() => ApiError::unavailable(message),
             E::Registry(_) | E::Online(_) => ApiError::internal(message),
             _ => ApiError::bad_request(message),
+        }
+    }
+}
+
+/// An online store that was unreachable (or lost its connection twice) is a
+/// 503: the request, a write included, is safe to repeat.
+impl From<larder_online::OnlineError> for ApiError {
+    fn from(e: larder_online::OnlineError) -> Self {
+        if e.is_retryable() {
+            ApiError::unavailable(e.to_string())
+        } else {
+            ApiError::internal(e.to_string())
         }
     }
 }
@@ -115,5 +137,27 @@ mod tests {
         let inner: serde_json::Value = serde_json::from_str(outer.as_str().unwrap()).unwrap();
         assert_eq!(inner["class"], "FeatureViewNotFoundException");
         assert_eq!(inner["module"], "feast.errors");
+    }
+
+    #[test]
+    fn unreachable_online_store_is_503() {
+        use larder_online::{OnlineError, Operation};
+        let gone = || OnlineError::Unavailable {
+            store: "redis",
+            address: "127.0.0.1:6379".into(),
+            operation: Operation::Write,
+            source: Box::new(OnlineError::Config("connection refused".into())),
+        };
+        assert_eq!(ApiError::from(gone()).status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            ApiError::from(larder_serving::ServeError::Online(gone())).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let broken = || OnlineError::Config("bad".into());
+        assert_eq!(ApiError::from(broken()).status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            ApiError::from(larder_serving::ServeError::Online(broken())).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

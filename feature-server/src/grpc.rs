@@ -28,6 +28,7 @@ fn status(e: ServeError) -> Status {
     let (code, class) = match &e {
         ServeError::FeatureViewNotFound { .. } => (tonic::Code::NotFound, "FeatureViewNotFoundException"),
         ServeError::FeatureServiceNotFound { .. } => (tonic::Code::NotFound, "FeatureServiceNotFoundException"),
+        ServeError::Online(o) if o.is_retryable() => (tonic::Code::Unavailable, "FeastError"),
         ServeError::Registry(_) | ServeError::Online(_) => (tonic::Code::Internal, "FeastError"),
         _ => (tonic::Code::InvalidArgument, "FeastError"),
     };
@@ -47,6 +48,9 @@ fn api_status(e: crate::error::ApiError) -> Status {
             };
             let details = serde_json::json!({"module": "feast.errors", "class": class, "message": message}).to_string();
             Status::with_details(code, message, details.into_bytes().into())
+        }
+        ApiError::Message { status, message } if status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            Status::unavailable(message)
         }
         ApiError::Message { status, message } if status.is_server_error() => Status::internal(message),
         ApiError::Message { message, .. } | ApiError::Validation { message, .. } => Status::invalid_argument(message),

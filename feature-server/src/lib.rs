@@ -17,7 +17,8 @@ pub mod run;
 pub mod tls;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -34,10 +35,9 @@ use larder_online::{OnlineStore, ViewSchema};
 use larder_protos::feast::core as fc;
 use larder_protos::feast::types::Value;
 use larder_registry::Registry;
-use larder_registry::cache::CachedRegistry;
+use larder_registry::cache::{CacheHealth, CachedRegistry};
 use larder_serving::Plan;
 use serde_json::{Value as Json, json};
-use tokio::sync::RwLock;
 
 use crate::error::ApiError;
 
@@ -70,8 +70,85 @@ pub struct AppState {
     pub limits: Limits,
     pub postgres_url: Option<String>,
     pub metrics: metrics::Metrics,
-    /// Resolved plans, valid for one registry snapshot.
-    plans: RwLock<(usize, HashMap<String, Arc<Plan>>)>,
+    plans: PlanCache,
+}
+
+/// Most resolved plans kept: enough for every feature list a fleet of
+/// clients normally sends, small enough that clients sending ever new
+/// lists cannot grow the server (least recently used plans go first).
+pub const PLAN_CACHE_CAPACITY: usize = 512;
+
+/// Longer keys (huge feature lists) are resolved per request, not cached,
+/// so the cache's memory stays bounded too.
+const MAX_PLAN_KEY_BYTES: usize = 16 * 1024;
+
+/// Resolved plans for one registry snapshot, keyed by
+/// [`larder_serving::plan_key`]. The snapshot's generation, never its
+/// address, says whether a plan is still valid: a freed snapshot's memory
+/// can be reused by the next one.
+struct PlanCache {
+    inner: std::sync::RwLock<PlanMap>,
+    /// Logical clock for least-recently-used eviction; hits only read-lock the map.
+    clock: AtomicU64,
+}
+
+#[derive(Default)]
+struct PlanMap {
+    generation: u64,
+    plans: HashMap<String, CachedPlan>,
+}
+
+struct CachedPlan {
+    plan: Arc<Plan>,
+    used: AtomicU64,
+}
+
+impl PlanCache {
+    fn new() -> Self {
+        Self {
+            inner: std::sync::RwLock::new(PlanMap::default()),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    fn get(&self, generation: u64, key: &str) -> Option<Arc<Plan>> {
+        let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        if map.generation != generation {
+            return None;
+        }
+        let p = map.plans.get(key)?;
+        p.used
+            .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        Some(p.plan.clone())
+    }
+
+    fn insert(&self, generation: u64, key: String, plan: Arc<Plan>) {
+        let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if generation < map.generation {
+            // Built from a snapshot that has since been replaced.
+            return;
+        }
+        if generation > map.generation {
+            map.generation = generation;
+            map.plans.clear();
+        }
+        if map.plans.len() >= PLAN_CACHE_CAPACITY
+            && !map.plans.contains_key(&key)
+            && let Some(oldest) = map
+                .plans
+                .iter()
+                .min_by_key(|(_, p)| p.used.load(Ordering::Relaxed))
+                .map(|(k, _)| k.clone())
+        {
+            map.plans.remove(&oldest);
+        }
+        let used = AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed));
+        map.plans.insert(key, CachedPlan { plan, used });
+    }
+
+    fn len(&self) -> usize {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner).plans.len()
+    }
 }
 
 impl AppState {
@@ -90,36 +167,29 @@ impl AppState {
             limits,
             postgres_url: None,
             metrics: metrics::Metrics::new()?,
-            plans: RwLock::new((0, HashMap::new())),
+            plans: PlanCache::new(),
         })
     }
 
-    /// The plan for these features, resolved once per registry snapshot.
+    /// The plan for these features, resolved once per registry snapshot and
+    /// always against the snapshot it is served with.
     pub async fn plan(&self, features: &[String], service: Option<&str>) -> Result<Arc<Plan>, ApiError> {
         let snap = self
             .registry
             .snapshot_cached()
             .await
             .map_err(|e| ApiError::internal(e.to_string()))?;
-        let version = Arc::as_ptr(&snap) as usize;
-        let key = match service {
-            Some(s) => format!("service:{s}"),
-            None => features.join("\n"),
-        };
+        let generation = snap.generation();
+        let key = larder_serving::plan_key(features, service).filter(|k| k.len() <= MAX_PLAN_KEY_BYTES);
+        if let Some(k) = &key
+            && let Some(p) = self.plans.get(generation, k)
         {
-            let plans = self.plans.read().await;
-            if plans.0 == version
-                && let Some(p) = plans.1.get(&key)
-            {
-                return Ok(p.clone());
-            }
+            return Ok(p);
         }
-        let plan = Arc::new(larder_serving::plan(self.registry.as_ref(), &self.project, features, service).await?);
-        let mut plans = self.plans.write().await;
-        if plans.0 != version {
-            *plans = (version, HashMap::new());
+        let plan = Arc::new(larder_serving::plan_in(&snap, &self.project, features, service)?);
+        if let Some(k) = key {
+            self.plans.insert(generation, k, plan.clone());
         }
-        plans.1.insert(key, plan.clone());
         Ok(plan)
     }
 
@@ -449,12 +519,12 @@ async fn write_rows(
         .online
         .update(&state.project, std::slice::from_ref(&schema), &[])
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(ApiError::from)?;
     state
         .online
         .online_write_batch(&state.project, &schema, batch)
         .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map_err(ApiError::from)?;
     Ok(())
 }
 
@@ -713,24 +783,51 @@ async fn materialize_incremental(
     run_materialize(state, q, req.feature_views, None, end).await
 }
 
-/// 200 when the registry answers, 503 otherwise.
-#[utoipa::path(get, path = "/health", responses((status = 200, description = "Healthy"), (status = 503, description = "Registry unavailable")))]
-async fn health(State(state): State<Arc<AppState>>) -> StatusCode {
-    match state.registry.uncached().list_projects().await {
-        Ok(_) => StatusCode::OK,
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: registry unavailable");
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+/// Readiness and liveness, answered from the registry cache's state (no
+/// database round trip, so at once even while the registry hangs):
+///
+/// - 200, empty body (as Feast): serving, the registry snapshot is current;
+/// - 200, JSON `{"status": "stale", ...}`: the registry cannot be read and
+///   requests are served from the last good snapshot. Still 200 on purpose:
+///   every replica shares the registry, so failing readiness would take the
+///   whole service down for an outage it rides out; alert on
+///   `larder_registry_snapshot_age_seconds` instead;
+/// - 503: no snapshot has ever been loaded, so nothing can be served.
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses(
+        (status = 200, description = "Serving. Empty body while the registry snapshot is current; a JSON body when the registry cannot be read and the last good snapshot is served", body = api::HealthStatus),
+        (status = 503, description = "No registry snapshot could be loaded", body = api::HealthStatus),
+    )
+)]
+async fn health(State(state): State<Arc<AppState>>) -> Response {
+    let mut status = state.registry.status();
+    if status.health() == CacheHealth::Unavailable {
+        // Not loaded yet (the binary loads at start): try, briefly.
+        let _ = tokio::time::timeout(Duration::from_secs(1), state.registry.snapshot_cached()).await;
+        status = state.registry.status();
     }
+    let (code, label) = match status.health() {
+        CacheHealth::Fresh => return StatusCode::OK.into_response(),
+        CacheHealth::Stale => (StatusCode::OK, "stale"),
+        CacheHealth::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    let body = api::HealthStatus {
+        status: label.into(),
+        registry_snapshot_age_seconds: status.age.map(|a| a.as_secs_f64()),
+        registry_unreadable_for_seconds: status.failing_for.map(|a| a.as_secs_f64()),
+        registry_failed_refreshes: status.consecutive_failures,
+    };
+    (code, axum::Json(body)).into_response()
 }
 
-/// Prometheus metrics: requests and latency per endpoint, online-store read latency, registry cache age.
+/// Prometheus metrics: requests and latency per endpoint, online-store read latency, registry snapshot age and
+/// refresh failures, cached plans.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    if let Some(age) = state.registry.age().await {
-        state.metrics.cache_age.set(age.as_secs_f64());
-    }
+    state.metrics.registry_cache.observe(&state.registry.status());
+    state.metrics.plan_cache_entries.set(state.plans.len() as i64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

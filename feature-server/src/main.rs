@@ -28,6 +28,9 @@ struct Args {
     registry: Option<String>,
     #[command(flatten)]
     serve: ServeArgs,
+    /// Log lines as `text` (default) or `json` (one object per line, for log collectors).
+    #[arg(long, env = "LARDER_LOG_FORMAT", default_value = "text")]
+    log_format: larder_runtime::telemetry::LogFormat,
 }
 
 async fn run(args: Args) -> Result<()> {
@@ -46,5 +49,7 @@ async fn run(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    larder_runtime::run_binary("info", run(Args::parse()))
+    let args = Args::parse();
+    let format = args.log_format;
+    larder_runtime::run_binary_with("info", format, run(args))
 }

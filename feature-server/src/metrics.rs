@@ -1,14 +1,17 @@
 //! Prometheus metrics: requests and latency per endpoint, online-store read
-//! latency, registry cache age.
+//! latency, the registry snapshot's age and refresh failures, cached plans.
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use larder_registry::metrics::CacheMetrics;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
     pub store_read: HistogramVec,
-    pub cache_age: prometheus::Gauge,
+    /// `larder_registry_snapshot_age_seconds`, `larder_registry_refresh_failures_total`, `larder_registry_stale`.
+    pub registry_cache: CacheMetrics,
+    pub plan_cache_entries: IntGauge,
 }
 
 const BUCKETS: &[f64] = &[
@@ -41,20 +44,22 @@ impl Metrics {
             .buckets(BUCKETS.to_vec()),
             &["store"],
         )?;
-        let cache_age = prometheus::Gauge::new(
-            "larder_registry_cache_age_seconds",
-            "Age of the cached registry snapshot",
+        let plan_cache_entries = IntGauge::new(
+            "larder_plan_cache_entries",
+            "Resolved request plans cached for the current registry snapshot",
         )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(store_read.clone()))?;
-        registry.register(Box::new(cache_age.clone()))?;
+        registry.register(Box::new(plan_cache_entries.clone()))?;
+        let cache = CacheMetrics::register(&registry)?;
         Ok(Self {
             registry,
             requests,
             latency,
             store_read,
-            cache_age,
+            registry_cache: cache,
+            plan_cache_entries,
         })
     }
 

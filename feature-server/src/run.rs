@@ -71,6 +71,11 @@ pub async fn serve(settings: &Settings, registry: &RegistryConfig, project: &str
     let reg = larder_registry::config::open_cached(registry)
         .await
         .with_context(|| format!("cannot open {}", registry.describe()))?;
+    // The first snapshot before the port opens: after it, no request waits
+    // for the registry, and /health is ready only with something to serve.
+    reg.refresh()
+        .await
+        .with_context(|| format!("cannot read {}", registry.describe()))?;
     let online_cfg = settings.online_store()?;
     let online = larder_online::open(&online_cfg)
         .await

@@ -77,6 +77,7 @@ impl Server {
                     password: None,
                     sslmode: "disable".into(),
                     max_conn: 4,
+                    ..Default::default()
                 };
                 pg = Some(db);
                 Arc::new(larder_online::postgres::PostgresStore::connect(&s).await.unwrap())

@@ -20,6 +20,9 @@ struct Cli {
     command: Option<Command>,
     #[command(flatten)]
     run: RunArgs,
+    /// Log lines as `text` (default) or `json` (one object per line, for log collectors).
+    #[arg(long, global = true, env = "LARDER_LOG_FORMAT", default_value = "text")]
+    log_format: larder_runtime::telemetry::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -70,7 +73,7 @@ struct RunArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    larder_runtime::run_binary("info", async move {
+    larder_runtime::run_binary_with("info", cli.log_format, async move {
         match cli.command {
             Some(Command::Crdgen { out, check }) => crdgen(&out, check),
             None => operate(cli.run).await,

@@ -42,6 +42,9 @@ fn manifests(source_path: &Path, store_extra: &str) -> String {
             &source_path.display().to_string(),
         )
         .replace("ttl: 1d", "ttl: 3d")
+        // The servers refresh their registry snapshot every cacheTTLSeconds in the background:
+        // a view applied after a server started is served after at most that long.
+        .replace("cacheTTLSeconds: 60", "cacheTTLSeconds: 1")
         .replace(
             "  deletionPolicy: Retain\n",
             &format!("  deletionPolicy: Retain\n{store_extra}"),

@@ -23,6 +23,9 @@ struct Args {
     registry: Option<String>,
     #[command(flatten)]
     server: RegistryServerArgs,
+    /// Log lines as `text` (default) or `json` (one object per line, for log collectors).
+    #[arg(long, env = "LARDER_LOG_FORMAT", default_value = "text")]
+    log_format: larder_runtime::telemetry::LogFormat,
 }
 
 async fn main_async(args: Args) -> Result<()> {
@@ -32,5 +35,7 @@ async fn main_async(args: Args) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    larder_runtime::run_binary("info", main_async(Args::parse()))
+    let args = Args::parse();
+    let format = args.log_format;
+    larder_runtime::run_binary_with("info", format, main_async(args))
 }

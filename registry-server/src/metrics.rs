@@ -1,5 +1,6 @@
 //! Prometheus metrics for the registry server: calls and latency per RPC
-//! method and gRPC status, served on a side port with a health check.
+//! method and gRPC status, and the registry cache's snapshot age and
+//! refresh failures, served on a side port with a health check.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,14 +8,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use larder_registry::cache::CachedRegistry;
+use larder_registry::cache::{CacheHealth, CachedRegistry};
+use larder_registry::metrics::CacheMetrics;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-#[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
     calls: IntCounterVec,
     latency: HistogramVec,
+    /// Set from the registry cache at each scrape of the side port.
+    registry_cache: CacheMetrics,
 }
 
 impl Metrics {
@@ -35,10 +38,12 @@ impl Metrics {
         )?;
         registry.register(Box::new(calls.clone()))?;
         registry.register(Box::new(latency.clone()))?;
+        let registry_cache = CacheMetrics::register(&registry)?;
         Ok(Self {
             registry,
             calls,
             latency,
+            registry_cache,
         })
     }
 
@@ -54,19 +59,23 @@ impl Metrics {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, metrics_route(self))
+        axum::serve(listener, metrics_route(self, None))
             .with_graceful_shutdown(shutdown)
             .await
     }
 }
 
-/// `GET /metrics` in Prometheus' text format.
-fn metrics_route(metrics: Arc<Metrics>) -> axum::Router {
+/// `GET /metrics` in Prometheus' text format, with the cache's state when given.
+fn metrics_route(metrics: Arc<Metrics>, cache: Option<Arc<CachedRegistry>>) -> axum::Router {
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let m = metrics.clone();
+            let cache = cache.clone();
             async move {
+                if let Some(c) = cache {
+                    m.registry_cache.observe(&c.status());
+                }
                 let content_type = TextEncoder::new().format_type().to_string();
                 ([(axum::http::header::CONTENT_TYPE, content_type)], m.render())
             }
@@ -76,15 +85,15 @@ fn metrics_route(metrics: Arc<Metrics>) -> axum::Router {
 
 /// Serve the side port until `shutdown` resolves: `GET /metrics` and
 /// `GET /healthz`, the registry server pods' readiness and liveness probe.
-/// The check reads the cached snapshot, so a probe costs a database round
-/// trip only when the cache has expired.
+/// The check reads the cache's state, never the database, so it answers at
+/// once even while the registry's database hangs.
 pub async fn serve_side(
     metrics: Arc<Metrics>,
     registry: Arc<CachedRegistry>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = metrics_route(metrics).route(
+    let app = metrics_route(metrics, Some(registry.clone())).route(
         "/healthz",
         axum::routing::get(move || {
             let reg = registry.clone();
@@ -94,14 +103,41 @@ pub async fn serve_side(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
-/// 200 "ok" when the registry can be read, else 503. The cause goes to the
-/// log, not the body: probes and scrapers need no database details.
-async fn healthz(registry: &CachedRegistry) -> (axum::http::StatusCode, &'static str) {
-    match registry.snapshot_cached().await {
-        Ok(_) => (axum::http::StatusCode::OK, "ok"),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check: registry unavailable");
-            (axum::http::StatusCode::SERVICE_UNAVAILABLE, "registry unavailable")
+/// - 200 `ok`: the registry snapshot is current;
+/// - 200 `stale: …`: the registry cannot be read and cached reads are
+///   served from the last good snapshot (writes and uncached reads fail).
+///   Still 200 on purpose: every replica shares the database, so failing
+///   readiness would turn an outage the cache rides out into a total one,
+///   and a restart would lose the snapshot; alert on
+///   `larder_registry_snapshot_age_seconds` or `larder_registry_stale`;
+/// - 503 `registry unavailable`: no snapshot has been loaded.
+///
+/// The cause goes to the log, not the body: probes and scrapers need no
+/// database details.
+async fn healthz(registry: &CachedRegistry) -> (axum::http::StatusCode, String) {
+    let mut status = registry.status();
+    if status.health() == CacheHealth::Unavailable {
+        // Not loaded yet (the binary loads at start): try, briefly.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), registry.snapshot_cached()).await;
+        status = registry.status();
+    }
+    match status.health() {
+        CacheHealth::Fresh => (axum::http::StatusCode::OK, "ok".into()),
+        CacheHealth::Stale => (
+            axum::http::StatusCode::OK,
+            format!(
+                "stale: registry unreadable for {:.0}s ({} failed refreshes); serving the snapshot loaded {:.0}s ago",
+                status.failing_for.unwrap_or_default().as_secs_f64(),
+                status.consecutive_failures,
+                status.age.unwrap_or_default().as_secs_f64()
+            ),
+        ),
+        CacheHealth::Unavailable => {
+            tracing::warn!(error = ?status.last_error, "health check: registry unavailable");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "registry unavailable".into(),
+            )
         }
     }
 }

@@ -17,8 +17,10 @@ pub struct RegistryServerArgs {
     #[arg(long, default_value_t = 6570, env = "LARDER_REGISTRY_PORT")]
     pub port: u16,
     /// Plain-HTTP side port (on --host): `GET /metrics` serves the Prometheus text of the RPC
-    /// counters and latencies (larder_registry_rpc_total, larder_registry_rpc_duration_seconds);
-    /// `GET /healthz` answers 200 "ok" when the (cached) registry can be read and 503 otherwise,
+    /// counters and latencies (larder_registry_rpc_total, larder_registry_rpc_duration_seconds) and the registry
+    /// cache (larder_registry_snapshot_age_seconds, larder_registry_refresh_failures_total, larder_registry_stale);
+    /// `GET /healthz` answers 200 "ok" when the registry can be read, 200 "stale: …" while it cannot
+    /// and cached reads are served from the last good snapshot, 503 before any snapshot is loaded;
     /// for Kubernetes readiness and liveness probes. 0 disables the side port.
     #[arg(long, default_value_t = 6571, env = "LARDER_REGISTRY_METRICS_PORT")]
     pub metrics_port: u16,
@@ -37,6 +39,11 @@ pub async fn run(registry: &RegistryConfig, args: &RegistryServerArgs) -> Result
     let reg = larder_registry::config::open_cached(registry)
         .await
         .with_context(|| format!("cannot open {}", registry.describe()))?;
+    // The first snapshot before the port opens: after it, no request waits
+    // for the registry, and /healthz is ready only with something to serve.
+    reg.refresh()
+        .await
+        .with_context(|| format!("cannot read {}", registry.describe()))?;
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

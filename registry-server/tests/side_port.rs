@@ -1,6 +1,8 @@
 //! The real `registry-server` binary's side port (`--metrics-port`), over a
-//! SQLite SQL registry: `GET /metrics` has the RPC metrics, `GET /healthz`
-//! answers 200 while the registry can be read and 503 while it cannot, both
+//! SQLite SQL registry: `GET /metrics` has the RPC and registry cache
+//! metrics, `GET /healthz` answers 200 "ok" while the registry can be read
+//! and 200 "stale: …" while it cannot (cached reads are served from the
+//! last good snapshot), both
 //! servers stop on SIGTERM with exit code 0, and `--metrics-port 0` listens
 //! on the gRPC port alone.
 
@@ -173,17 +175,25 @@ fn config(dir: &Path) -> (PathBuf, String) {
     (cfg, format!("sqlite://{}?mode=rwc", db.display()))
 }
 
-/// Poll `/healthz` until it answers `want` (the cache may hold the old answer for a second).
-fn wait_health(server: &Server, want: u16) -> String {
+/// Poll `/healthz` until its body is `want`-like (the cache refreshes once
+/// a second); every answer is a 200, and quick.
+fn wait_health(server: &Server, want: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        let asked = Instant::now();
         let (status, _, body) = get(server.metrics_port, "/healthz");
-        if status == want {
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "/healthz took {:?}",
+            asked.elapsed()
+        );
+        assert_eq!(status, 200, "{body}\n{}", server.log_text());
+        if want(&body) {
             return body;
         }
         assert!(
             Instant::now() < deadline,
-            "/healthz still {status} ({body}), want {want}:\n{}",
+            "/healthz still {body:?}:\n{}",
             server.log_text()
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -239,21 +249,34 @@ async fn side_port_serves_metrics_and_healthz() {
         "larder_registry_rpc_total{code=\"5\",method=\"GetEntity\"} 1",
         "# TYPE larder_registry_rpc_duration_seconds histogram",
         "larder_registry_rpc_duration_seconds_bucket{method=\"ListEntities\",le=\"0.0005\"}",
+        "# TYPE larder_registry_snapshot_age_seconds gauge",
+        "# TYPE larder_registry_refresh_failures_total counter",
+        "larder_registry_refresh_failures_total 0",
+        "larder_registry_stale 0",
     ] {
         assert!(body.contains(want), "no {want:?} in /metrics:\n{body}");
     }
     assert_eq!(get(server.metrics_port, "/nope").0, 404);
 
-    // The registry's tables gone: 503 once the cached snapshot expires,
-    // and 200 again once they are back.
+    // The registry's tables gone: still 200 (cached reads are served from
+    // the last snapshot), saying stale once a refresh has failed, and the
+    // cached read still answers; "ok" again once the tables are back.
     SqlRegistry::connect(&url, 1).await.unwrap().teardown().await.unwrap();
-    assert_eq!(wait_health(&server, 503), "registry unavailable");
-    assert!(
-        server.log_text().contains("registry unavailable"),
-        "the cause is logged"
-    );
+    let body = wait_health(&server, |b| b.starts_with("stale"));
+    assert!(body.contains("registry unreadable"), "{body}");
+    assert!(server.log_text().contains("registry unreadable"), "the cause is logged");
+    let cached = client
+        .list_entities(fr::ListEntitiesRequest {
+            project: "demo".into(),
+            allow_cache: true,
+            ..Default::default()
+        })
+        .await;
+    assert!(cached.is_ok(), "{cached:?}");
+    let (_, _, text) = get(server.metrics_port, "/metrics");
+    assert!(text.contains("larder_registry_stale 1"), "{text}");
     drop(SqlRegistry::connect(&url, 1).await.unwrap());
-    assert_eq!(wait_health(&server, 200), "ok");
+    assert_eq!(wait_health(&server, |b| b == "ok"), "ok");
 
     server.terminate();
 }

@@ -37,6 +37,9 @@ struct Cli {
     /// Log verbosity (also RUST_LOG).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Log lines as `text` (default) or `json` (one object per line, for log collectors).
+    #[arg(long, global = true, env = "LARDER_LOG_FORMAT", default_value = "text")]
+    log_format: larder_runtime::telemetry::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -152,7 +155,8 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
-    larder_runtime::run_binary(level, run(cli))
+    let format = cli.log_format;
+    larder_runtime::run_binary_with(level, format, run(cli))
 }
 
 async fn run(cli: Cli) -> Result<()> {

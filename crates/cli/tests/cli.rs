@@ -557,3 +557,55 @@ fn render_prints_the_operators_objects() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("spec.registry"));
 }
+
+/// `--log-format json` (or LARDER_LOG_FORMAT=json): every log line is one
+/// JSON object; a password in the registry URL appears in no line.
+#[test]
+fn json_logs_and_no_password_in_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("registry.db");
+    let registry = format!("sqlite:///{}", db.display());
+    let out = larder(&[
+        "--log-format",
+        "json",
+        "-vv",
+        "--registry",
+        &registry,
+        "ls",
+        "featureviews",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let logs: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!logs.is_empty(), "no JSON log line at -vv: {stderr}");
+    for l in &logs {
+        assert!(
+            l["level"].is_string() && l["target"].is_string() && l["fields"].is_object(),
+            "{l}"
+        );
+    }
+    let bad = larder(&["--log-format", "yaml", "ls", "featureviews"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("text or json"));
+    // A registry that cannot be reached, with a password in its URL: logs and error name the host, never the password.
+    let out = larder(&[
+        "--log-format",
+        "json",
+        "-vv",
+        "--registry",
+        "postgresql://larder:Pa55-word-42@127.0.0.1:1/registry",
+        "ls",
+        "featureviews",
+    ]);
+    assert!(!out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains("Pa55-word-42"), "password leaked: {all}");
+    assert!(all.contains("127.0.0.1"), "{all}");
+}

@@ -234,9 +234,10 @@ offlineStore: {postgres: {urlSecretRef: {name: offline, key: url}}}
             offline_store: file.offline_store.clone(),
             base_dir: "/".into(),
         };
+        // Feast's PostgreSQLConfig default (sslmode require) when the URL names none.
         assert_eq!(
             settings.offline_postgres_url().unwrap().as_deref(),
-            Some("postgresql://off:pw@db:5434/offline")
+            Some("postgresql://off:pw@db:5434/offline?sslmode=require")
         );
     }
 

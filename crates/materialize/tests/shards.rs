@@ -125,6 +125,7 @@ impl Backend {
                     password: None,
                     sslmode: "disable".into(),
                     max_conn: 4,
+                    ..Default::default()
                 };
                 let store = Arc::new(PostgresStore::connect(&s).await.unwrap());
                 sql = Some(db.into_inner());

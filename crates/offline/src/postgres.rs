@@ -409,12 +409,17 @@ pub(crate) async fn read_postgres(
         message,
     })?;
 
+    check_tls_files(url).map_err(pg_err)?;
     let opts = PgConnectOptions::from_str(url)
         .map_err(|e| pg_err(format!("invalid connection URL: {}", redact(&e.to_string(), url))))?
         .options([("TimeZone", "UTC")]);
-    let mut conn = sqlx::PgConnection::connect_with(&opts)
-        .await
-        .map_err(|e| pg_err(format!("cannot connect: {}", redact(&e.to_string(), url))))?;
+    let mut conn = sqlx::PgConnection::connect_with(&opts).await.map_err(|e| {
+        pg_err(format!(
+            "cannot connect ({}): {}",
+            tls_parameters(url),
+            redact(&e.to_string(), url)
+        ))
+    })?;
 
     // Prepare first: checks the table, the columns and their types before
     // any row is read.
@@ -555,6 +560,84 @@ pub(crate) async fn read_postgres(
     Ok(stats)
 }
 
+/// The libpq TLS parameters sqlx reads from a URL's query (with sqlx's
+/// aliases): `sslmode`, then the three certificate files.
+const TLS_KEYS: [(&str, &[&str]); 4] = [
+    ("sslmode", &["sslmode", "ssl-mode"]),
+    ("sslrootcert", &["sslrootcert", "ssl-root-cert", "ssl-ca"]),
+    ("sslcert", &["sslcert", "ssl-cert"]),
+    ("sslkey", &["sslkey", "ssl-key"]),
+];
+
+/// `(canonical name, decoded value)` of each TLS parameter in the URL.
+fn tls_query(url: &str) -> Result<Vec<(&'static str, String)>, String> {
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut out = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if let Some((name, _)) = TLS_KEYS.iter().find(|(_, keys)| keys.contains(&k)) {
+            out.push((*name, percent_decode(v)?));
+        }
+    }
+    Ok(out)
+}
+
+/// The TLS settings of a connection, for its error messages (certificate
+/// rejections are the usual cause of a failed connect with TLS on).
+fn tls_parameters(url: &str) -> String {
+    match tls_query(url) {
+        Ok(p) if !p.is_empty() => p.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "),
+        _ => "libpq's default sslmode".into(),
+    }
+}
+
+/// Open the certificate files the URL names before connecting, so a
+/// missing or unreadable one is named (sqlx only says "No such file or
+/// directory"). Like libpq, nothing is read with `sslmode=disable` (or
+/// `allow`, which sqlx treats as `disable`).
+fn check_tls_files(url: &str) -> Result<(), String> {
+    let params = tls_query(url)?;
+    if params
+        .iter()
+        .any(|(k, v)| *k == "sslmode" && matches!(v.as_str(), "disable" | "allow"))
+    {
+        return Ok(());
+    }
+    let has = |name: &str| params.iter().any(|(k, _)| *k == name);
+    if has("sslcert") != has("sslkey") {
+        return Err("sslcert and sslkey must be set together (a client certificate needs its key)".into());
+    }
+    for (name, path) in params.iter().filter(|(k, _)| *k != "sslmode") {
+        std::fs::File::open(path).map_err(|e| format!("{name} {path}: cannot read: {e}"))?;
+    }
+    Ok(())
+}
+
+fn percent_decode(s: &str) -> Result<String, String> {
+    let bad = || "a connection URL parameter has a malformed %-escape".to_string();
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| "a connection URL parameter is not UTF-8".to_string())
+}
+
 /// Remove the URL (which may hold a password) from an error message.
 fn redact(message: &str, url: &str) -> String {
     if url.is_empty() {
@@ -567,6 +650,24 @@ fn redact(message: &str, url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The URL's certificate files are named when they cannot be read;
+    /// with TLS off none is read, as libpq reads none.
+    #[test]
+    fn tls_files_are_checked_and_named() {
+        let err =
+            check_tls_files("postgres://u@h/d?sslmode=verify-ca&sslrootcert=%2Fnonexistent%2Fca.pem").unwrap_err();
+        assert!(err.contains("sslrootcert /nonexistent/ca.pem: cannot read"), "{err}");
+        let err = check_tls_files("postgres://u@h/d?ssl-cert=/c.pem").unwrap_err();
+        assert!(err.contains("sslcert and sslkey must be set together"), "{err}");
+        check_tls_files("postgres://u@h/d?sslmode=disable&sslrootcert=/nonexistent/ca.pem").unwrap();
+        check_tls_files("postgres://u:p@h/d").unwrap();
+        assert_eq!(
+            tls_parameters("postgres://u:p@h/d?sslmode=require&application_name=x"),
+            "sslmode=require"
+        );
+        assert_eq!(tls_parameters("postgres://u:p@h/d"), "libpq's default sslmode");
+    }
 
     #[test]
     fn quoting() {

@@ -21,8 +21,11 @@ pub enum OnlineStoreConfig {
 }
 
 /// Feast's `online_store` keys for a `postgresql://` or `mysql://` URL
-/// (`user[:password]@host[:port]/database[?sslmode=…&schema=…]`). Errors
-/// never repeat the URL: it holds a password.
+/// (`user[:password]@host[:port]/database[?sslmode=…&schema=…]`). libpq's
+/// TLS parameters `sslrootcert`, `sslcert` and `sslkey` become Feast's
+/// `sslrootcert_path`, `sslcert_path` and `sslkey_path`, so a URL carries
+/// the same settings as the separate keys. Errors never repeat the URL: it
+/// holds a password.
 pub fn url_keys(
     kind: &'static str,
     url: &str,
@@ -82,7 +85,16 @@ pub fn url_keys(
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("sslmode", v)) if kind == "postgres" => {
-                m.insert("sslmode", v.to_string());
+                m.insert("sslmode", percent_decode(v)?);
+            }
+            Some(("sslrootcert", v)) if kind == "postgres" => {
+                m.insert("sslrootcert_path", percent_decode(v)?);
+            }
+            Some(("sslcert", v)) if kind == "postgres" => {
+                m.insert("sslcert_path", percent_decode(v)?);
+            }
+            Some(("sslkey", v)) if kind == "postgres" => {
+                m.insert("sslkey_path", percent_decode(v)?);
             }
             Some(("schema" | "db_schema", v)) if kind == "postgres" => {
                 m.insert("db_schema", percent_decode(v)?);
@@ -180,8 +192,15 @@ enum Raw {
         user: String,
         #[serde(default)]
         password: Option<String>,
+        /// `null` (not the same as absent) is libpq's default, as in Feast.
         #[serde(default = "default_sslmode")]
-        sslmode: String,
+        sslmode: Option<String>,
+        #[serde(default)]
+        sslrootcert_path: Option<String>,
+        #[serde(default)]
+        sslcert_path: Option<String>,
+        #[serde(default)]
+        sslkey_path: Option<String>,
         #[serde(default = "default_max_conn")]
         max_conn: u32,
     },
@@ -217,8 +236,22 @@ fn default_mysql_port() -> u16 {
 fn default_schema() -> String {
     "public".into()
 }
-fn default_sslmode() -> String {
-    "prefer".into()
+/// Feast's `PostgreSQLConfig.sslmode` default: TLS without certificate
+/// verification, never a plain-text fallback.
+fn default_sslmode() -> Option<String> {
+    Some("require".into())
+}
+
+/// A path from the config file: relative ones resolve against the file's
+/// directory, like the SQLite path (libpq would use the working directory,
+/// which is the same when Feast runs in the repo).
+fn config_path(base_dir: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
 }
 fn default_max_conn() -> u32 {
     10
@@ -273,6 +306,9 @@ impl OnlineStoreConfig {
                 user,
                 password,
                 sslmode,
+                sslrootcert_path,
+                sslcert_path,
+                sslkey_path,
                 max_conn,
             } => Self::Postgres(PostgresSettings {
                 host,
@@ -281,7 +317,10 @@ impl OnlineStoreConfig {
                 db_schema,
                 user,
                 password,
-                sslmode,
+                sslmode: sslmode.unwrap_or_default(),
+                sslrootcert_path: sslrootcert_path.map(|p| config_path(base_dir, &p)),
+                sslcert_path: sslcert_path.map(|p| config_path(base_dir, &p)),
+                sslkey_path: sslkey_path.map(|p| config_path(base_dir, &p)),
                 max_conn,
             }),
             Raw::Mysql {
@@ -357,6 +396,42 @@ mod tests {
         );
         assert!(parse("{type: cassandra}").is_err());
         assert!(parse("{type: redis, redis_type: redis_cluster}").is_err());
+    }
+
+    /// Feast's `PostgreSQLConfig`: `sslmode` defaults to `require` and the
+    /// three certificate paths are kept (Larder used to default to `prefer`,
+    /// which falls back to plain text, and dropped the paths).
+    #[test]
+    fn postgres_tls_keys_as_feast() {
+        let pg = |y: &str| match parse(y).unwrap() {
+            OnlineStoreConfig::Postgres(s) => s,
+            other => panic!("not postgres: {other:?}"),
+        };
+        let s = pg("{type: postgres, host: h, database: d, user: u, password: p}");
+        assert_eq!(s.sslmode, "require");
+        assert_eq!((s.sslrootcert_path, s.sslcert_path, s.sslkey_path), (None, None, None));
+        let s = pg(
+            "{type: postgres, host: h, database: d, user: u, password: p, sslmode: verify-full, \
+             sslrootcert_path: certs/ca.pem, sslcert_path: /abs/client.pem, sslkey_path: client.key}",
+        );
+        assert_eq!(s.sslmode, "verify-full");
+        assert_eq!(s.sslrootcert_path.as_deref(), Some(Path::new("/repo/certs/ca.pem")));
+        assert_eq!(s.sslcert_path.as_deref(), Some(Path::new("/abs/client.pem")));
+        assert_eq!(s.sslkey_path.as_deref(), Some(Path::new("/repo/client.key")));
+        // `sslmode: null` is psycopg's "not given": libpq's own default.
+        assert_eq!(
+            pg("{type: postgres, host: h, database: d, user: u, sslmode: null}").sslmode,
+            ""
+        );
+        // A URL carries the same settings; its own parameters win.
+        let s = pg(
+            "{type: postgres, sslmode: disable, url: 'postgresql://u@h/d?sslmode=verify-ca&sslrootcert=%2Fetc%2Fca.pem&sslcert=c.pem&sslkey=c.key'}",
+        );
+        assert_eq!(s.sslmode, "verify-ca");
+        assert_eq!(s.sslrootcert_path.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert_eq!(s.sslcert_path.as_deref(), Some(Path::new("/repo/c.pem")));
+        assert_eq!(s.sslkey_path.as_deref(), Some(Path::new("/repo/c.key")));
+        assert_eq!(pg("{type: postgres, url: 'postgresql://u@h/d'}").sslmode, "require");
     }
 
     #[test]

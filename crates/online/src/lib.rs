@@ -9,6 +9,12 @@
 //! Writes keep the newest event per entity key and feature: an older row
 //! never overwrites a newer one, so re-runs and overlapping
 //! materializations are safe.
+//!
+//! That also makes every store operation safe to repeat, so the network
+//! stores run a request once more on a new connection when the server
+//! dropped the old one (`retry`), and report a server that stays away as
+//! [`OnlineError::Unavailable`], which callers may retry. SQLite has no
+//! server and no connection to lose.
 
 pub mod config;
 pub mod encode;
@@ -16,6 +22,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod redis_store;
 pub mod resp;
+mod retry;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -81,6 +88,64 @@ pub enum OnlineError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The store's server could not be reached, or dropped the connection
+    /// and the one retry on a new connection failed too. Always
+    /// [retryable](OnlineError::is_retryable): the server may be back a
+    /// moment later, and every online read and write is safe to repeat.
+    #[error("{store} online store at {address} is unavailable while {operation}: {source}; {}", .operation.advice())]
+    Unavailable {
+        /// `redis`, `postgres` or `mysql`.
+        store: &'static str,
+        /// `host:port` of the server.
+        address: String,
+        operation: Operation,
+        source: Box<OnlineError>,
+    },
+}
+
+/// What a store was doing when its server went away, for
+/// [`OnlineError::Unavailable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// Opening the store.
+    Connect,
+    /// Reading (also `ping`).
+    Read,
+    /// Writing rows, or creating or dropping tables (`update`, `teardown`).
+    Write,
+}
+
+impl Operation {
+    /// What the caller may do about it; for writes, whether repeating one
+    /// that may have been applied is safe.
+    fn advice(self) -> &'static str {
+        match self {
+            Operation::Connect => "is the server running and reachable from here?",
+            Operation::Read => "the read can be retried",
+            Operation::Write => {
+                "the write may or may not have been applied and can be retried: online writes are idempotent \
+                 (the newer row per entity key wins)"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Operation::Connect => "connecting",
+            Operation::Read => "reading",
+            Operation::Write => "writing",
+        })
+    }
+}
+
+impl OnlineError {
+    /// Whether the same request may succeed if repeated later: the store was
+    /// unreachable, not wrong. Servers answer these with 503 instead of 500.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, OnlineError::Unavailable { .. })
+    }
 }
 
 pub type Result<T> = std::result::Result<T, OnlineError>;

@@ -10,11 +10,17 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{AssertSqlSafe, Executor, MySqlPool, Row};
 
 use crate::encode::datetime_from_nanos;
-use crate::{OnlineStore, ReadAssembler, ReadRow, Result, ViewSchema, WriteStats, newest_per_key, table_name};
+use crate::retry::Server;
+use crate::{
+    OnlineStore, Operation, ReadAssembler, ReadRow, Result, ViewSchema, WriteStats, newest_per_key, table_name,
+};
 
 /// 5 parameters per row; MySQL allows 65,535.
 const ROWS_PER_STATEMENT: usize = 10_000;
 const KEYS_PER_READ: usize = 10_000;
+/// How long `connect` waits for the server's first answer (sqlx's pool
+/// gives up after as long).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MySqlSettings {
@@ -28,6 +34,8 @@ pub struct MySqlSettings {
 
 pub struct MySqlStore {
     pool: MySqlPool,
+    /// For retries and errors that name the server.
+    server: Server,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -62,6 +70,15 @@ impl MySqlStore {
         if let Some(p) = &s.password {
             opts = opts.password(p);
         }
+        let server = Server::new("mysql", format!("{}:{}", s.host, s.port));
+        // sqlx's pool retries a refused connection until its acquire timeout
+        // (30 s) and then says only "pool timed out": one connection of our
+        // own first fails at once, with the reason and the address.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::ConnectOptions::connect(&opts))
+            .await
+            .unwrap_or_else(|_| Err(sqlx::Error::Io(std::io::ErrorKind::TimedOut.into())))
+            .map_err(|e| server.classify(Operation::Connect, e.into()))?;
+        let _ = sqlx::Connection::close(probe).await;
         let pool = MySqlPoolOptions::new()
             .max_connections(s.max_conn.max(1))
             .after_connect(|conn, _| {
@@ -71,19 +88,14 @@ impl MySqlStore {
                 })
             })
             .connect_with(opts)
-            .await?;
-        Ok(Self { pool })
+            .await
+            .map_err(|e| server.classify(Operation::Connect, e.into()))?;
+        Ok(Self { pool, server })
     }
 }
 
-#[async_trait]
-impl OnlineStore for MySqlStore {
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn update(&self, project: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
+impl MySqlStore {
+    async fn create_tables(&self, project: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
         for v in keep {
             let t = table_name(project, &v.name)?;
             sqlx::query(AssertSqlSafe(format!(
@@ -106,10 +118,10 @@ impl OnlineStore for MySqlStore {
                 .await?;
             }
         }
-        self.teardown(project, remove).await
+        self.drop_tables(project, remove).await
     }
 
-    async fn teardown(&self, project: &str, views: &[ViewSchema]) -> Result<()> {
+    async fn drop_tables(&self, project: &str, views: &[ViewSchema]) -> Result<()> {
         for v in views {
             let t = table_name(project, &v.name)?;
             sqlx::query(AssertSqlSafe(format!("DROP TABLE IF EXISTS `{t}`")))
@@ -119,7 +131,10 @@ impl OnlineStore for MySqlStore {
         Ok(())
     }
 
-    async fn online_write_batch(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats> {
+    /// One transaction: if the connection breaks before the commit is
+    /// acknowledged, either nothing was written or everything was, and a
+    /// second run writes the same rows again under the same newer-wins rule.
+    async fn write_once(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats> {
         let t = table_name(project, &view.name)?;
         let rows = newest_per_key(&batch.rows);
         let mut cells = Vec::with_capacity(rows.len() * batch.features.len());
@@ -158,13 +173,7 @@ impl OnlineStore for MySqlStore {
         })
     }
 
-    /// Index pages are then touched in order: far fewer full-page WAL
-    /// images and buffer-pool misses than random keys.
-    fn prefers_key_order(&self) -> bool {
-        true
-    }
-
-    async fn online_read(
+    async fn read_once(
         &self,
         project: &str,
         view: &ViewSchema,
@@ -196,6 +205,57 @@ impl OnlineStore for MySqlStore {
             }
         }
         Ok(out.finish(keys))
+    }
+}
+
+/// Every operation runs through `Server::retry_once`: sqlx checks an idle
+/// connection before handing it out, but one that breaks during the query
+/// (a restart, a failover, `KILL`) fails that query.
+#[async_trait]
+impl OnlineStore for MySqlStore {
+    async fn ping(&self) -> Result<()> {
+        self.server
+            .retry_once(Operation::Read, || async {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn update(&self, project: &str, keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
+        self.server
+            .retry_once(Operation::Write, || self.create_tables(project, keep, remove))
+            .await
+    }
+
+    async fn teardown(&self, project: &str, views: &[ViewSchema]) -> Result<()> {
+        self.server
+            .retry_once(Operation::Write, || self.drop_tables(project, views))
+            .await
+    }
+
+    async fn online_write_batch(&self, project: &str, view: &ViewSchema, batch: &RowBatch) -> Result<WriteStats> {
+        self.server
+            .retry_once(Operation::Write, || self.write_once(project, view, batch))
+            .await
+    }
+
+    /// Index pages are then touched in order: far fewer full-page WAL
+    /// images and buffer-pool misses than random keys.
+    fn prefers_key_order(&self) -> bool {
+        true
+    }
+
+    async fn online_read(
+        &self,
+        project: &str,
+        view: &ViewSchema,
+        keys: &[Vec<u8>],
+        features: &[String],
+    ) -> Result<Vec<Option<ReadRow>>> {
+        self.server
+            .retry_once(Operation::Read, || self.read_once(project, view, keys, features))
+            .await
     }
 }
 

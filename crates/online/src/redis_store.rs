@@ -7,6 +7,10 @@
 //! in flight: read the stored `_ts:<view>` of every key, then `HSET` only
 //! rows that are newer (Feast's rule: skip when the new time is not after
 //! the stored one). Reads are one pipelined `HMGET` per key.
+//!
+//! A request that finds its connection dropped by the server (a restart,
+//! Redis' `timeout`, a failover) runs once more on a new one
+//! (`retry`); [`resp::Pool`] does the same for the reads it serves.
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -16,7 +20,10 @@ use redis::aio::ConnectionManager;
 
 use crate::encode::{nanos_from_timestamp, redis_field, timestamp_from_nanos};
 use crate::resp;
-use crate::{OnlineError, OnlineStore, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key};
+use crate::retry::Server;
+use crate::{
+    OnlineError, OnlineStore, Operation, ReadRow, Result, ViewSchema, WriteStats, decode_value, newest_per_key,
+};
 
 /// Rows per pipeline: bounds memory and keeps each round trip moderate.
 const ROWS_PER_PIPELINE: usize = 2_000;
@@ -44,6 +51,8 @@ pub struct RedisStore {
     reads: Option<resp::Pool>,
     key_ttl_seconds: Option<u64>,
     skip_dedup: bool,
+    /// For retries and errors that name the server.
+    server: Server,
 }
 
 /// Feast's connection string, taken apart.
@@ -126,7 +135,12 @@ impl RedisStore {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_response_timeout(Some(std::time::Duration::from_secs(60)))
             .set_connection_timeout(Some(std::time::Duration::from_secs(10)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let server = Server::new("redis", parsed.host_port.clone());
+        // The manager retries a refused connection 6 times with exponential backoff
+        // (about 10 s in all) before giving up, here and when it reconnects later.
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| server.classify(Operation::Connect, e.into()))?;
         let reads = (!parsed.ssl).then(|| {
             resp::Pool::new(resp::Endpoint {
                 addr: parsed.host_port.clone(),
@@ -140,6 +154,7 @@ impl RedisStore {
             reads,
             key_ttl_seconds: s.key_ttl_seconds,
             skip_dedup: s.skip_dedup,
+            server,
         })
     }
 
@@ -153,6 +168,10 @@ impl RedisStore {
     /// Two pipelined round trips: the stored `_ts:<view>` of every key, then
     /// `HSET` (and `EXPIRE`) of the rows that are newer. Returns the number of
     /// rows skipped as older.
+    ///
+    /// Safe to run twice (`Server::retry_once`): the second run reads the
+    /// times again, so rows the first one wrote count as skipped (the count
+    /// is then too high, the stored data is right).
     async fn write_chunk(
         &self,
         project: &str,
@@ -243,21 +262,25 @@ impl RedisStore {
 #[async_trait]
 impl OnlineStore for RedisStore {
     async fn ping(&self) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
+        self.server
+            .retry_once(Operation::Read, || async {
+                let mut conn = self.conn.clone();
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+                Ok(())
+            })
+            .await
     }
 
     async fn update(&self, project: &str, _keep: &[ViewSchema], remove: &[ViewSchema]) -> Result<()> {
-        for v in remove {
-            self.drop_view(project, v).await?;
-        }
-        Ok(())
+        self.teardown(project, remove).await
     }
 
     async fn teardown(&self, project: &str, views: &[ViewSchema]) -> Result<()> {
         for v in views {
-            self.drop_view(project, v).await?;
+            // HDEL of fields already gone is a no-op: a rerun from the first SCAN is safe.
+            self.server
+                .retry_once(Operation::Write, || self.drop_view(project, v))
+                .await?;
         }
         Ok(())
     }
@@ -277,7 +300,10 @@ impl OnlineStore for RedisStore {
             {
                 skipped += done?;
             }
-            in_flight.push(self.write_chunk(project, &ts_field, &fields, chunk));
+            let (ts_field, fields) = (&ts_field, &fields);
+            in_flight.push(self.server.retry_once(Operation::Write, move || {
+                self.write_chunk(project, ts_field, fields, chunk)
+            }));
         }
         while let Some(done) = in_flight.next().await {
             skipped += done?;
@@ -307,7 +333,10 @@ impl OnlineStore for RedisStore {
         let ts_field = format!("_ts:{}", view.name).into_bytes();
         let fields: Vec<[u8; 4]> = features.iter().map(|f| redis_field(&view.name, f)).collect();
         if let Some(pool) = self.reads.as_ref().filter(|_| keys.len() >= POOLED_READ_MIN_KEYS) {
-            return read_resp(pool, project, keys, features, &fields, &ts_field).await;
+            // The pool replaces a connection the server dropped by itself.
+            return read_resp(pool, project, keys, features, &fields, &ts_field)
+                .await
+                .map_err(|e| self.server.classify(Operation::Read, e));
         }
         let mut pipe = redis::pipe();
         for k in keys {
@@ -317,8 +346,14 @@ impl OnlineStore for RedisStore {
             }
             cmd.arg(&ts_field);
         }
-        let mut conn = self.conn.clone();
-        let replies: Vec<Vec<Option<Vec<u8>>>> = pipe.query_async(&mut conn).await?;
+        let pipe = &pipe;
+        let replies: Vec<Vec<Option<Vec<u8>>>> = self
+            .server
+            .retry_once(Operation::Read, || async {
+                let mut conn = self.conn.clone();
+                Ok(pipe.query_async(&mut conn).await?)
+            })
+            .await?;
         let mut out = Vec::with_capacity(keys.len());
         for reply in replies {
             if reply.iter().all(Option::is_none) {

@@ -343,6 +343,13 @@ impl Pool {
             if !stale {
                 return res;
             }
+            // Whatever dropped this idle connection (a restart, Redis' `timeout`)
+            // most likely dropped the other idle ones too: without this, each of
+            // them would cost a later read a failed round trip.
+            let dropped = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner())).len();
+            if let Err(e) = &res {
+                tracing::debug!(error = %e, dropped, "redis dropped a pooled connection; reading on a new one");
+            }
         }
         let mut conn = Conn::open(&self.endpoint).await?;
         let res = conn.exchange(commands, addr, replies, field).await;

@@ -63,6 +63,7 @@ impl Backend {
                     password: None,
                     sslmode: "disable".into(),
                     max_conn: 4,
+                    ..Default::default()
                 };
                 (
                     Arc::new(PostgresStore::connect(&s).await.unwrap()),

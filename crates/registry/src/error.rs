@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Registry failures. Messages never contain credentials.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,10 @@ pub enum RegistryError {
     Conflict(String),
     #[error("invalid registry configuration: {0}")]
     Config(String),
+    /// A read the cache bounds (connect and query together) took too long:
+    /// the registry's database is unreachable or overloaded.
+    #[error("the registry did not answer within {0:?}")]
+    Timeout(Duration),
 }
 
 impl RegistryError {

@@ -10,6 +10,8 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod file;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod plan;
 pub mod sql;
 mod store;

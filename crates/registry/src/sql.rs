@@ -201,6 +201,17 @@ impl SqlRegistry {
         };
         if dialect == Dialect::Sqlite {
             create_sqlite_parent(url)?;
+        } else {
+            // One direct connection first: a refused or unreachable server is an error
+            // now, not after the pool's 60 s of silent retries.
+            let probe = Duration::from_secs(15);
+            match tokio::time::timeout(probe, <sqlx::AnyConnection as sqlx::Connection>::connect(url)).await {
+                Ok(Ok(conn)) => {
+                    let _ = sqlx::Connection::close(conn).await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(RegistryError::Timeout(probe)),
+            }
         }
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))

@@ -42,7 +42,17 @@ macro_rules! global_allocator {
 /// whole context chain; other error types should carry their cause in
 /// `Display`.
 pub fn run_binary<E: Display>(default_level: &str, job: impl Future<Output = Result<(), E>>) -> ExitCode {
-    telemetry::init(default_level);
+    run_binary_with(default_level, telemetry::LogFormat::Text, job)
+}
+
+/// [`run_binary`] with the log line format the binary was asked for
+/// (`--log-format`).
+pub fn run_binary_with<E: Display>(
+    default_level: &str,
+    format: telemetry::LogFormat,
+    job: impl Future<Output = Result<(), E>>,
+) -> ExitCode {
+    telemetry::init_with(default_level, format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -3,7 +3,7 @@
 //! registry, build each view's entity keys, read every view once (views
 //! concurrently), and lay the result out column by column.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::future::try_join_all;
 use larder_model::entity_key::serialize_entity_key;
@@ -13,6 +13,7 @@ use larder_protos::feast::core as fc;
 use larder_protos::feast::types::value::Val;
 use larder_protos::feast::types::{EntityKey, Value};
 use larder_registry::Registry;
+use larder_registry::cache::Snapshot;
 use serde_json::json;
 
 /// `feast.serving.FieldStatus`.
@@ -138,7 +139,15 @@ impl Plan {
 }
 
 async fn view_of(registry: &dyn Registry, project: &str, name: &str) -> Result<fc::FeatureView, ServeError> {
-    match registry.get(project, FeastKind::FeatureView, name).await? {
+    view_in(
+        registry.get(project, FeastKind::FeatureView, name).await?,
+        project,
+        name,
+    )
+}
+
+fn view_in(found: Option<FeastObject>, project: &str, name: &str) -> Result<fc::FeatureView, ServeError> {
+    match found {
         Some(FeastObject::FeatureView(v)) => Ok(v),
         _ => Err(ServeError::FeatureViewNotFound {
             name: name.to_string(),
@@ -157,53 +166,148 @@ pub async fn plan(
     features: &[String],
     feature_service: Option<&str>,
 ) -> Result<Plan, ServeError> {
-    // In first-reference order.
-    let mut wanted: Vec<Wanted> = Vec::new();
+    let wanted = match feature_service {
+        Some(svc) => from_service(
+            registry.get(project, FeastKind::FeatureService, svc).await?,
+            project,
+            svc,
+        )?,
+        None => from_references(features)?,
+    };
+    if wanted.is_empty() {
+        return Err(ServeError::NoFeatures);
+    }
+    let views = try_join_all(wanted.iter().map(|w| view_of(registry, project, &w.0))).await?;
+    assemble(views, wanted)
+}
+
+/// [`plan`] against one registry snapshot: the plan is valid exactly as
+/// long as that snapshot (its [`Snapshot::generation`]) is served.
+pub fn plan_in(
+    snapshot: &Snapshot,
+    project: &str,
+    features: &[String],
+    feature_service: Option<&str>,
+) -> Result<Plan, ServeError> {
+    let wanted = match feature_service {
+        Some(svc) => from_service(snapshot.get(project, FeastKind::FeatureService, svc), project, svc)?,
+        None => from_references(features)?,
+    };
+    if wanted.is_empty() {
+        return Err(ServeError::NoFeatures);
+    }
+    let views = wanted
+        .iter()
+        .map(|w| view_in(snapshot.get(project, FeastKind::FeatureView, &w.0), project, &w.0))
+        .collect::<Result<Vec<_>, _>>()?;
+    assemble(views, wanted)
+}
+
+/// A key that is equal for two requests exactly when they resolve to the
+/// same plan (against the same registry): the service name, or the views in
+/// first-reference order, each with its features in first-reference order,
+/// duplicates and version pins (`view@v2`) dropped. Not sorted: the
+/// response's columns follow that order. `None` when a reference is
+/// malformed (resolving reports it). Names are length-prefixed, so no name
+/// can forge a separator.
+pub fn plan_key(features: &[String], feature_service: Option<&str>) -> Option<String> {
+    use std::fmt::Write;
+    let mut key = String::new();
     if let Some(svc) = feature_service {
-        let Some(FeastObject::FeatureService(fs)) = registry.get(project, FeastKind::FeatureService, svc).await? else {
-            return Err(ServeError::FeatureServiceNotFound {
-                name: svc.to_string(),
-                project: project.to_string(),
-            });
-        };
-        for p in fs.spec.unwrap_or_default().features {
+        let _ = write!(key, "s{}:{svc}", svc.len());
+        return Some(key);
+    }
+    let groups = group_references(features).ok()?;
+    key.reserve(features.iter().map(|f| f.len() + 8).sum());
+    for (view, feats) in groups {
+        let _ = write!(key, "v{}:{view}", view.len());
+        for f in feats {
+            let _ = write!(key, "f{}:{f}", f.len());
+        }
+    }
+    Some(key)
+}
+
+fn from_service(found: Option<FeastObject>, project: &str, svc: &str) -> Result<Vec<Wanted>, ServeError> {
+    let Some(FeastObject::FeatureService(fs)) = found else {
+        return Err(ServeError::FeatureServiceNotFound {
+            name: svc.to_string(),
+            project: project.to_string(),
+        });
+    };
+    Ok(fs
+        .spec
+        .unwrap_or_default()
+        .features
+        .into_iter()
+        .map(|p| {
             let shown = if p.feature_view_name_alias.is_empty() {
                 p.feature_view_name.clone()
             } else {
                 p.feature_view_name_alias.clone()
             };
             let feats = p.feature_columns.iter().map(|c| c.name.clone()).collect();
-            wanted.push((p.feature_view_name, shown, feats, p.join_key_map.into_iter().collect()));
+            (p.feature_view_name, shown, feats, p.join_key_map.into_iter().collect())
+        })
+        .collect())
+}
+
+/// `view:feature` references grouped by view, in first-reference order.
+fn from_references(features: &[String]) -> Result<Vec<Wanted>, ServeError> {
+    let groups = group_references(features).map_err(|r| ServeError::InvalidReference(r.clone()))?;
+    Ok(groups
+        .into_iter()
+        .map(|(view, feats)| {
+            (
+                view.to_string(),
+                view.to_string(),
+                feats.into_iter().map(String::from).collect(),
+                HashMap::new(),
+            )
+        })
+        .collect())
+}
+
+/// References grouped by view, views and features in first-reference
+/// order, duplicates and version pins dropped; `Err` is the first malformed
+/// reference. Borrowed and allocation-light: [`plan_key`] runs it on every
+/// request.
+fn group_references(features: &[String]) -> Result<Vec<(&str, Vec<&str>)>, &String> {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    // Linear searches for the usual few references, hash lookups for long
+    // lists (up to the server's feature limit); neither allocates until used.
+    let long = features.len() > 32;
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    for r in features {
+        let (view, feat) = r.split_once(':').ok_or(r)?;
+        // A version pin (`view@v2`) names the same table in 0.67's default layout.
+        let view = view.split_once('@').map_or(view, |(v, _)| v);
+        if view.is_empty() || feat.is_empty() {
+            return Err(r);
         }
-    } else {
-        for r in features {
-            let (view, feat) = r
-                .split_once(':')
-                .ok_or_else(|| ServeError::InvalidReference(r.clone()))?;
-            // A version pin (`view@v2`) names the same table in 0.67's default layout.
-            let view = view.split_once('@').map(|(v, _)| v).unwrap_or(view);
-            if view.is_empty() || feat.is_empty() {
-                return Err(ServeError::InvalidReference(r.clone()));
+        if long {
+            if !seen.insert((view, feat)) {
+                continue;
             }
-            match wanted.iter_mut().find(|w| w.0 == view) {
-                Some(w) => {
-                    if !w.2.iter().any(|f| f == feat) {
-                        w.2.push(feat.to_string());
-                    }
-                }
-                None => wanted.push((
-                    view.to_string(),
-                    view.to_string(),
-                    vec![feat.to_string()],
-                    HashMap::new(),
-                )),
+            let i = *index.entry(view).or_insert_with(|| {
+                groups.push((view, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push(feat);
+        } else {
+            match groups.iter_mut().find(|g| g.0 == view) {
+                Some(g) if g.1.contains(&feat) => {}
+                Some(g) => g.1.push(feat),
+                None => groups.push((view, vec![feat])),
             }
         }
     }
-    if wanted.is_empty() {
-        return Err(ServeError::NoFeatures);
-    }
-    let views = try_join_all(wanted.iter().map(|w| view_of(registry, project, &w.0))).await?;
+    Ok(groups)
+}
+
+/// The plan for `wanted`, given each wanted view (same order).
+fn assemble(views: Vec<fc::FeatureView>, wanted: Vec<Wanted>) -> Result<Plan, ServeError> {
     let mut out = Vec::new();
     for (view, (name, shown_as, features, jkm)) in views.into_iter().zip(wanted) {
         let spec = view.spec.clone().unwrap_or_default();
@@ -385,4 +489,54 @@ pub async fn execute(
         }
     }
     Ok(OnlineResponse { columns })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(r: &[&str]) -> Vec<String> {
+        r.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Lists that resolve to the same plan share a key; lists whose columns
+    /// come out in another order, or another view or service, do not.
+    #[test]
+    fn plan_keys_are_canonical() {
+        let key = |r: &[&str]| plan_key(&refs(r), None);
+        let base = key(&["a:x", "a:y", "b:z"]);
+        assert!(base.is_some());
+        for same in [
+            &["a:x", "a:y", "b:z", "a:x"][..],
+            &["a:x", "b:z", "a:y"],
+            &["a@v2:x", "a:y", "b@latest:z"],
+        ] {
+            assert_eq!(key(same), base, "{same:?}");
+        }
+        for other in [
+            &["a:y", "a:x", "b:z"][..],
+            &["b:z", "a:x", "a:y"],
+            &["a:x", "a:y"],
+            &["a:x", "a:y", "c:z"],
+        ] {
+            assert_ne!(key(other), base, "{other:?}");
+        }
+        // Names cannot forge the layout of another list.
+        assert_ne!(key(&["ab:c"]), key(&["a:bc"]));
+        assert_ne!(key(&["v1:x"]), key(&["v:1x"]));
+        assert_ne!(plan_key(&[], Some("a")), key(&["a:a"]));
+        // Long lists (hashed grouping) resolve the same way as short ones.
+        let long: Vec<String> = (0..40).map(|i| format!("v{}:f{}", i % 3, i % 7)).collect();
+        let mut doubled = long.clone();
+        doubled.extend(long.iter().rev().cloned());
+        let short_way: Vec<String> = group_references(&long)
+            .unwrap()
+            .into_iter()
+            .flat_map(|(v, fs)| fs.into_iter().map(move |f| format!("{v}:{f}")))
+            .collect();
+        assert!(short_way.len() <= 32);
+        assert_eq!(plan_key(&doubled, None), plan_key(&short_way, None));
+        assert_eq!(key(&["nocolon"]), None);
+        assert_eq!(key(&[":x"]), None);
+    }
 }

@@ -16,6 +16,8 @@
 //! - [`RedisDb`]: a Redis logical database leased to one test (across
 //!   processes), flushed when leased and when dropped.
 //! - [`SqliteFile`]: a SQLite file path in a temporary directory of its own.
+//! - [`TcpProxy`]: a TCP proxy to cut and restore, to simulate an outage of
+//!   a shared service without stopping it.
 //! - [`objects`]: Feast objects (entity, file source, feature view) shaped
 //!   like what Feast 0.67's SDK writes.
 //! - [`feast::python`]: Feast 0.67's venv python, required in CI.
@@ -27,11 +29,13 @@
 
 pub mod feast;
 pub mod objects;
+mod proxy;
 mod redis_db;
 mod sql;
 mod sqlite;
 pub mod table;
 
+pub use proxy::TcpProxy;
 pub use redis_db::{REDIS_ADDR, RedisDb};
 pub use sql::{
     MYSQL_ADMIN_URL, MySqlDatabase, PG_ADMIN_URL, PgDatabase, SqlDatabase, SqlServer, sqlalchemy_url, with_database,
