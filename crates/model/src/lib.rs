@@ -22,6 +22,7 @@ pub mod reverse;
 pub mod rows;
 pub mod stores;
 pub mod types;
+pub mod url;
 pub mod validate;
 pub mod workloads;
 

@@ -576,7 +576,7 @@ fn tls_query(url: &str) -> Result<Vec<(&'static str, String)>, String> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if let Some((name, _)) = TLS_KEYS.iter().find(|(_, keys)| keys.contains(&k)) {
-            out.push((*name, percent_decode(v)?));
+            out.push((*name, decode(v)?));
         }
     }
     Ok(out)
@@ -613,31 +613,6 @@ fn check_tls_files(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn percent_decode(s: &str) -> Result<String, String> {
-    let bad = || "a connection URL parameter has a malformed %-escape".to_string();
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| "a connection URL parameter is not UTF-8".to_string())
-}
-
 /// Remove the URL (which may hold a password) from an error message.
 fn redact(message: &str, url: &str) -> String {
     if url.is_empty() {
@@ -645,6 +620,10 @@ fn redact(message: &str, url: &str) -> String {
     } else {
         message.replace(url, "<url>")
     }
+}
+
+fn decode(s: &str) -> Result<String, String> {
+    larder_model::url::percent_decode(s, true).map_err(|e| format!("a connection URL parameter {e}"))
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ pub enum OnlineStoreConfig {
 /// `sslrootcert_path`, `sslcert_path` and `sslkey_path`, so a URL carries
 /// the same settings as the separate keys. Errors never repeat the URL: it
 /// holds a password.
+fn decode(s: &str) -> std::result::Result<String, String> {
+    larder_model::url::percent_decode(s, false).map_err(|e| e.to_string())
+}
+
 pub fn url_keys(
     kind: &'static str,
     url: &str,
@@ -77,51 +81,32 @@ pub fn url_keys(
     if let Some(p) = port {
         m.insert("port", p.to_string());
     }
-    m.insert("database", percent_decode(database)?);
-    m.insert("user", percent_decode(user)?);
+    m.insert("database", decode(database)?);
+    m.insert("user", decode(user)?);
     if let Some(p) = password {
-        m.insert("password", percent_decode(p)?);
+        m.insert("password", decode(p)?);
     }
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("sslmode", v)) if kind == "postgres" => {
-                m.insert("sslmode", percent_decode(v)?);
+                m.insert("sslmode", decode(v)?);
             }
             Some(("sslrootcert", v)) if kind == "postgres" => {
-                m.insert("sslrootcert_path", percent_decode(v)?);
+                m.insert("sslrootcert_path", decode(v)?);
             }
             Some(("sslcert", v)) if kind == "postgres" => {
-                m.insert("sslcert_path", percent_decode(v)?);
+                m.insert("sslcert_path", decode(v)?);
             }
             Some(("sslkey", v)) if kind == "postgres" => {
-                m.insert("sslkey_path", percent_decode(v)?);
+                m.insert("sslkey_path", decode(v)?);
             }
             Some(("schema" | "db_schema", v)) if kind == "postgres" => {
-                m.insert("db_schema", percent_decode(v)?);
+                m.insert("db_schema", decode(v)?);
             }
             _ => {}
         }
     }
     Ok(m)
-}
-
-fn percent_decode(s: &str) -> std::result::Result<String, String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s
-                .get(i + 1..i + 3)
-                .ok_or_else(|| "has a malformed %-escape".to_string())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| "has a malformed %-escape".to_string())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| "is not UTF-8 after %-decoding".to_string())
 }
 
 /// Larder's `url` key (a PostgreSQL or MySQL URL, as the operator passes a

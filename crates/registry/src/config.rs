@@ -150,7 +150,7 @@ pub fn postgres_tls_url(url: &str, base_dir: &Path, default_sslmode: Option<&str
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = if [SSLROOTCERT, SSLCERT, SSLKEY].iter().any(|keys| keys.contains(&k)) {
-            let path = percent_decode(v)?;
+            let path = decode(v)?;
             let p = Path::new(&path);
             let abs = if p.is_absolute() {
                 p.to_path_buf()
@@ -195,9 +195,9 @@ pub fn check_postgres_tls_files(url: &str) -> Result<()> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if SSLMODE.contains(&k) {
-            mode = percent_decode(v)?;
+            mode = decode(v)?;
         } else if let Some(name) = [SSLROOTCERT, SSLCERT, SSLKEY].iter().find(|keys| keys.contains(&k)) {
-            files.push((name[0], PathBuf::from(percent_decode(v)?)));
+            files.push((name[0], PathBuf::from(decode(v)?)));
         }
     }
     if matches!(mode.as_str(), "disable" | "allow") {
@@ -253,31 +253,6 @@ fn tls_failure(url: &str, e: RegistryError) -> RegistryError {
     ))
 }
 
-fn percent_decode(s: &str) -> Result<String> {
-    let bad = || RegistryError::Config("a registry URL parameter has a malformed %-escape".into());
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| RegistryError::Config("a registry URL parameter is not UTF-8".into()))
-}
-
 /// Percent-encode a query value, keeping `/` readable in paths.
 fn percent_encode(s: &str) -> String {
     s.bytes()
@@ -320,6 +295,11 @@ pub async fn open(config: &RegistryConfig) -> Result<Arc<dyn Registry>> {
 /// Open the configured backend behind the TTL read cache servers use.
 pub async fn open_cached(config: &RegistryConfig) -> Result<Arc<CachedRegistry>> {
     Ok(Arc::new(CachedRegistry::new(open(config).await?, config.cache_ttl())))
+}
+
+fn decode(s: &str) -> Result<String> {
+    larder_model::url::percent_decode(s, true)
+        .map_err(|e| RegistryError::Config(format!("a registry URL parameter {e}")))
 }
 
 #[cfg(test)]
