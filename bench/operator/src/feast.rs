@@ -4,10 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 pub fn script_path() -> PathBuf {
@@ -71,40 +70,18 @@ pub async fn run(r: &FeastRun<'_>) -> Result<FeastReport> {
         Some(conn) => cmd.arg("--online").arg("redis").arg("--redis").arg(conn),
         None => cmd.arg("--online").arg("sqlite"),
     };
-    cmd.env("TZ", "UTC")
-        .env("FEAST_USAGE", "False")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("start {} {}", r.python.display(), script.display()))?;
-    let out = tokio::time::timeout(r.timeout, child.wait_with_output())
+    larder_testkit::feast::run_script(cmd, Some(r.timeout))
         .await
-        .map_err(|_| anyhow!("the Feast script did not finish within {} s", r.timeout.as_secs()))?
-        .context("wait for the Feast script")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("the Feast script failed ({}); stdout:\n{stdout}", out.status);
-    }
-    parse(&stdout)
-}
-
-/// The last stdout line that is a JSON object.
-pub fn parse(stdout: &str) -> Result<FeastReport> {
-    let line = stdout
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('{'))
-        .with_context(|| format!("no JSON line in the Feast script's output:\n{stdout}"))?;
-    serde_json::from_str(line).with_context(|| format!("parse the Feast script's JSON: {line}"))
+        .with_context(|| format!("{} {}", r.python.display(), script.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(stdout: &str) -> Result<FeastReport, larder_testkit::feast::ScriptError> {
+        larder_testkit::feast::last_json_line(stdout)
+    }
 
     #[test]
     fn parses_the_scripts_json() {

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -83,38 +82,19 @@ pub async fn run(python: &Path, targets: &FeastTargets, opts: &FeastOptions) -> 
     if let Some(u) = &targets.mysql {
         cmd.arg("--mysql").arg(u);
     }
-    cmd.env("TZ", "UTC")
-        .env("FEAST_USAGE", "False")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        // Ctrl-C or an error on our side must not leave the script running.
-        .kill_on_drop(true);
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("start {} {}", python.display(), script.display()))?;
-    let out = child.wait_with_output().await.context("wait for the Feast script")?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("the Feast script failed ({}); stdout:\n{stdout}", out.status);
-    }
-    parse(&stdout)
-}
-
-/// The last stdout line that is a JSON object.
-pub fn parse(stdout: &str) -> Result<FeastReport> {
-    let line = stdout
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('{'))
-        .with_context(|| format!("no JSON line in the Feast script's output:\n{stdout}"))?;
-    serde_json::from_str(line).with_context(|| format!("parse the Feast script's JSON: {line}"))
+    // Killed when dropped: Ctrl-C or an error on our side must not leave the script running.
+    larder_testkit::feast::run_script(cmd, None)
+        .await
+        .with_context(|| format!("{} {}", python.display(), script.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(stdout: &str) -> Result<FeastReport, larder_testkit::feast::ScriptError> {
+        larder_testkit::feast::last_json_line(stdout)
+    }
 
     #[test]
     fn parses_the_last_json_line() {
