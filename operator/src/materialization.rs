@@ -320,7 +320,7 @@ pub async fn step(ctx: &Context, backend: &Backend, v: ViewInput<'_>) -> Result<
         .iter()
         .filter_map(observe)
         .collect();
-    let view = match backend
+    let mut view = match backend
         .registry
         .get(project, FeastKind::FeatureView, v.feast_view)
         .await?
@@ -361,6 +361,14 @@ pub async fn step(ctx: &Context, backend: &Backend, v: ViewInput<'_>) -> Result<
                         .apply_materialization(project, v.feast_view, timestamp(run.start), timestamp(run.end))
                         .await?;
                     ctx.metrics.registry_writes.with_label_values(&["FeatureView"]).inc();
+                    // The next run starts where this one ended: read the view with its new interval.
+                    if let Some(FeastObject::FeatureView(updated)) = backend
+                        .registry
+                        .get(project, FeastKind::FeatureView, v.feast_view)
+                        .await?
+                    {
+                        view = updated;
+                    }
                 }
                 let message = format!(
                     "materialized [{}, {}) with {} Job(s)",
@@ -408,14 +416,6 @@ pub async fn step(ctx: &Context, backend: &Backend, v: ViewInput<'_>) -> Result<
         .unwrap_or(now);
     if let Some(trigger) = due(now, schedule.as_ref(), suspend, since, v.request, handled) {
         let end = trigger.end();
-        let view = match backend
-            .registry
-            .get(project, FeastKind::FeatureView, v.feast_view)
-            .await?
-        {
-            Some(FeastObject::FeatureView(view)) => view,
-            _ => view,
-        };
         let end_ns = end.timestamp_nanos_opt().unwrap_or(i64::MAX);
         let start_ns = larder_model::feast::incremental_start(&view, end_ns);
         if start_ns < end_ns {
