@@ -89,23 +89,9 @@ pub fn parse(kind: Kind, obj: &DynamicObject) -> Result<Resource, Error> {
 /// The FeatureStore (metadata name) a resource belongs to: `spec.storeRef`,
 /// else the only FeatureStore of its namespace.
 pub fn store_name(res: &Resource, stores_in_namespace: &[String]) -> Result<String, Error> {
-    match res.loaded.object.store_ref() {
-        Some(r) if stores_in_namespace.iter().any(|s| s == r) => Ok(r.to_string()),
-        Some(r) => Err(Error::StoreNotFound(format!(
-            "spec.storeRef: no FeatureStore named {r:?} in this namespace (cross-namespace references are not allowed)"
-        ))),
-        None => match stores_in_namespace {
-            [one] => Ok(one.clone()),
-            [] => Err(Error::StoreNotFound(
-                "no FeatureStore in this namespace; create one or set spec.storeRef".into(),
-            )),
-            several => Err(Error::StoreNotFound(format!(
-                "{} FeatureStores in this namespace ({}); set spec.storeRef",
-                several.len(),
-                several.join(", ")
-            ))),
-        },
-    }
+    larder_model::manifest::owning_store(res.loaded.object.store_ref(), stores_in_namespace)
+        .map(str::to_string)
+        .map_err(|e| Error::StoreNotFound(e.to_string()))
 }
 
 /// `references` read straight from a watched object's JSON, without
@@ -148,13 +134,9 @@ pub fn raw_feast_name(obj: &DynamicObject) -> &str {
 
 /// The FeatureStore a watched object belongs to, without parsing it (see [`store_name`]).
 pub fn raw_store_name(obj: &DynamicObject, stores_in_namespace: &[String]) -> Option<String> {
-    match obj.data["spec"]["storeRef"].as_str() {
-        Some(r) => stores_in_namespace.iter().find(|s| *s == r).cloned(),
-        None => match stores_in_namespace {
-            [one] => Some(one.clone()),
-            _ => None,
-        },
-    }
+    larder_model::manifest::owning_store(obj.data["spec"]["storeRef"].as_str(), stores_in_namespace)
+        .ok()
+        .map(str::to_string)
 }
 
 /// The metadata names a resource refers to directly.

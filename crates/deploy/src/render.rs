@@ -38,13 +38,11 @@ pub fn render(objects: &[Object], namespace: &str, defaults: &Defaults, now: Dat
     for o in objects {
         let Object::FeatureView(view) = o else { continue };
         let ns = ns_of(o);
-        let in_ns: Vec<&(&str, String, &FeatureStoreSpec)> = stores.iter().filter(|s| s.1 == ns).collect();
-        let store = match &view.spec.store_ref {
-            Some(r) => in_ns.iter().find(|s| s.0 == r),
-            None if in_ns.len() == 1 => in_ns.first(),
-            None => None,
+        let names: Vec<String> = stores.iter().filter(|s| s.1 == ns).map(|s| s.0.to_string()).collect();
+        let Ok(owner) = larder_model::manifest::owning_store(o.store_ref(), &names) else {
+            continue;
         };
-        let Some((store_name, _, store_spec)) = store else {
+        let Some((store_name, _, store_spec)) = stores.iter().find(|s| s.1 == ns && s.0 == owner) else {
             continue;
         };
         let settings = store_spec.materialization.as_deref();

@@ -523,3 +523,34 @@ pub fn document<S>(kind: Kind, name: String, spec: S) -> Document<S> {
         spec,
     }
 }
+
+/// Why an object has no FeatureStore to belong to.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreRefError {
+    #[error(
+        "spec.storeRef: no FeatureStore named {0:?} in this namespace (cross-namespace references are not allowed)"
+    )]
+    NotFound(String),
+    #[error("no FeatureStore in this namespace; create one or set spec.storeRef")]
+    NoStore,
+    #[error("{} FeatureStores in this namespace ({}); set spec.storeRef", .0.len(), .0.join(", "))]
+    Several(Vec<String>),
+}
+
+/// The FeatureStore an object belongs to, among the `stores` of its
+/// namespace: the one its `spec.storeRef` names, else the only one. The
+/// operator and `larder render` decide it the same way.
+pub fn owning_store<'a>(store_ref: Option<&str>, stores: &'a [String]) -> Result<&'a str, StoreRefError> {
+    match store_ref {
+        Some(r) => stores
+            .iter()
+            .find(|s| *s == r)
+            .map(String::as_str)
+            .ok_or_else(|| StoreRefError::NotFound(r.to_string())),
+        None => match stores {
+            [one] => Ok(one),
+            [] => Err(StoreRefError::NoStore),
+            several => Err(StoreRefError::Several(several.to_vec())),
+        },
+    }
+}
