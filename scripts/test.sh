@@ -17,6 +17,8 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 scripts/services.sh
 scripts/feast-venv.sh
+# The OpenID provider the auth tests run (npm oidc-provider, cached outside the clone).
+scripts/oidc-provider.sh install
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi

@@ -17,6 +17,9 @@ pub enum ApiError {
     },
     /// Any other failure: the body is the message as a JSON string.
     Message { status: StatusCode, message: String },
+    /// 401: no or invalid credentials (FastAPI's `{"detail": ...}` shape,
+    /// with `WWW-Authenticate: Bearer`).
+    Unauthenticated(String),
     /// Request body validation (FastAPI's 422 shape).
     Validation {
         kind: &'static str,
@@ -64,6 +67,7 @@ impl ApiError {
         match self {
             ApiError::Feast { status, .. } | ApiError::Message { status, .. } => *status,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
         }
     }
 }
@@ -86,6 +90,29 @@ impl From<larder_serving::ServeError> for ApiError {
             E::Online(ref o) if o.is_retryable() => ApiError::unavailable(message),
             E::Registry(_) | E::Online(_) => ApiError::internal(message),
             _ => ApiError::bad_request(message),
+        }
+    }
+}
+
+/// Auth outcomes in Feast's terms: 401 (Feast's wording first), 403 with
+/// Feast's `FeastPermissionError` (the SDK re-raises it), 503 when the
+/// authority cannot be asked (never a pass), 500 for a Permission that
+/// cannot be enforced.
+impl From<larder_auth::AuthError> for ApiError {
+    fn from(e: larder_auth::AuthError) -> Self {
+        use larder_auth::AuthError as A;
+        match e {
+            A::Unauthenticated(m) if m.starts_with("missing") => {
+                ApiError::Unauthenticated("Missing authentication token".into())
+            }
+            A::Unauthenticated(m) => ApiError::Unauthenticated(format!("Invalid or expired access token ({m})")),
+            A::Denied(d) => ApiError::Feast {
+                status: StatusCode::FORBIDDEN,
+                class: "FeastPermissionError",
+                message: format!("Permission error:\n{}", d.0),
+            },
+            A::Unavailable(m) => ApiError::unavailable(m),
+            other => ApiError::internal(other.to_string()),
         }
     }
 }
@@ -113,6 +140,18 @@ impl IntoResponse for ApiError {
             ApiError::Message { message, .. } => serde_json::Value::String(message).to_string(),
             ApiError::Validation { kind, loc, message } => {
                 json!({"detail": [{"type": kind, "loc": loc, "msg": message}]}).to_string()
+            }
+            ApiError::Unauthenticated(message) => {
+                let body = json!({ "detail": message }).to_string();
+                return (
+                    status,
+                    [
+                        (axum::http::header::CONTENT_TYPE, "application/json"),
+                        (axum::http::header::WWW_AUTHENTICATE, "Bearer"),
+                    ],
+                    body,
+                )
+                    .into_response();
             }
         };
         (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()

@@ -41,10 +41,10 @@ fn api_status(e: crate::error::ApiError) -> Status {
     use crate::error::ApiError;
     match e {
         ApiError::Feast { status, class, message } => {
-            let code = if status == axum::http::StatusCode::NOT_FOUND {
-                tonic::Code::NotFound
-            } else {
-                tonic::Code::InvalidArgument
+            let code = match status {
+                axum::http::StatusCode::NOT_FOUND => tonic::Code::NotFound,
+                axum::http::StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+                _ => tonic::Code::InvalidArgument,
             };
             let details = serde_json::json!({"module": "feast.errors", "class": class, "message": message}).to_string();
             Status::with_details(code, message, details.into_bytes().into())
@@ -53,6 +53,7 @@ fn api_status(e: crate::error::ApiError) -> Status {
             Status::unavailable(message)
         }
         ApiError::Message { status, message } if status.is_server_error() => Status::internal(message),
+        ApiError::Unauthenticated(message) => Status::unauthenticated(message),
         ApiError::Message { message, .. } | ApiError::Validation { message, .. } => Status::invalid_argument(message),
     }
 }
@@ -72,6 +73,14 @@ impl ServingService for Serving {
         &self,
         request: Request<fs::GetOnlineFeaturesRequest>,
     ) -> Result<Response<fs::GetOnlineFeaturesResponse>, Status> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.to_str().unwrap_or("invalid"));
+        let user = self.state.auth.authenticate(header).await.map_err(|e| {
+            self.state.metrics.auth_failures.with_label_values(&[e.label()]).inc();
+            api_status(e.into())
+        })?;
         let req = request.into_inner();
         let limits = &self.state.limits;
         let (features, service) = match req.kind {
@@ -99,6 +108,10 @@ impl ServingService for Serving {
         let plan = self
             .state
             .plan(&features, service.as_deref())
+            .await
+            .map_err(api_status)?;
+        self.state
+            .authorize_plan(&user, &plan, service.as_deref())
             .await
             .map_err(api_status)?;
         let resp = larder_serving::execute(

@@ -7,6 +7,7 @@
 //! are read concurrently, and the response is written straight to bytes.
 
 pub mod api;
+pub mod authz;
 pub mod convert;
 pub mod docs;
 pub mod encode;
@@ -24,11 +25,12 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use larder_auth::{Action, Resource, ResourceType, User};
 use larder_materialize::{Materializer, Quiet};
 use larder_model::feast::{FeastKind, FeastObject};
 use larder_online::{OnlineStore, ViewSchema};
@@ -70,6 +72,9 @@ pub struct AppState {
     pub limits: Limits,
     pub postgres_url: Option<String>,
     pub metrics: metrics::Metrics,
+    /// Who may call (`no_auth` unless configured).
+    pub auth: Arc<larder_auth::Auth>,
+    permissions: larder_auth::ProjectPermissions,
     plans: PlanCache,
 }
 
@@ -167,6 +172,8 @@ impl AppState {
             limits,
             postgres_url: None,
             metrics: metrics::Metrics::new()?,
+            auth: Arc::new(larder_auth::Auth::disabled()),
+            permissions: larder_auth::ProjectPermissions::default(),
             plans: PlanCache::new(),
         })
     }
@@ -191,6 +198,23 @@ impl AppState {
             self.plans.insert(generation, k, plan.clone());
         }
         Ok(plan)
+    }
+
+    /// READ_ONLINE on the feature service when one is asked for, else on
+    /// every view the plan reads (Feast's `_get_features`).
+    pub async fn authorize_plan(&self, user: &User, plan: &Plan, service: Option<&str>) -> Result<(), ApiError> {
+        if !self.auth.is_enabled() {
+            return Ok(());
+        }
+        let resources: Vec<Resource<'_>> = match service {
+            Some(s) => vec![Resource::new(ResourceType::FeatureService, s)],
+            None => plan
+                .views
+                .iter()
+                .map(|v| Resource::new(ResourceType::FeatureView, view_name(&v.view)))
+                .collect(),
+        };
+        self.authorize(user, &resources, &[Action::ReadOnline]).await
     }
 
     fn materializer(&self) -> Materializer {
@@ -221,6 +245,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 axum::Json(json!({"detail": "Method Not Allowed"})),
             )
         })
+        .layer(middleware::from_fn_with_state(state.clone(), authz::authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
@@ -404,14 +429,22 @@ fn loose_value(j: &Json) -> Value {
         (status = 422, description = "A field has the wrong JSON type or is missing", body = api::ValidationErrorBody),
     )
 )]
-async fn get_online_features(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
-    match online_features(&state, body).await {
+async fn get_online_features(
+    State(state): State<Arc<AppState>>,
+    Extension(authz::Caller(user)): Extension<authz::Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match online_features(&state, &user, body).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn online_features(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Vec<u8>, ApiError> {
+async fn online_features(
+    state: &AppState,
+    user: &User,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<u8>, ApiError> {
     let api::GetOnlineFeaturesRequest {
         entities,
         features,
@@ -460,6 +493,7 @@ async fn online_features(state: &AppState, body: Result<Bytes, BytesRejection>) 
         return Err(ApiError::bad_request("request features or a feature_service"));
     }
     let plan = state.plan(&features, service.as_deref()).await?;
+    state.authorize_plan(user, &plan, service.as_deref()).await?;
     let mut cols = Vec::with_capacity(entities.len());
     for (k, v) in &entities {
         let vals = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -487,6 +521,10 @@ async fn online_features(state: &AppState, body: Result<Bytes, BytesRejection>) 
         .with_label_values(&[&state.store_kind])
         .observe(started.elapsed().as_secs_f64());
     Ok(encode::response_json(&resp))
+}
+
+fn view_name(v: &fc::FeatureView) -> &str {
+    v.spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default()
 }
 
 async fn views(state: &AppState, allow_cache: bool) -> Result<Vec<fc::FeatureView>, ApiError> {
@@ -540,13 +578,38 @@ async fn write_rows(
         (status = 501, description = "`to` offline or online_and_offline: this server has no offline-store writes", body = String),
     )
 )]
-async fn push(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Result<StatusCode, ApiError> {
+async fn push(
+    State(state): State<Arc<AppState>>,
+    Extension(authz::Caller(user)): Extension<authz::Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
     let api::PushRequest {
         push_source_name: name,
         df,
         to,
         allow_registry_cache: allow_cache,
     } = push_request(body_json(body, state.limits.max_body_bytes)?)?;
+    let targets: Vec<fc::FeatureView> = views(&state, allow_cache)
+        .await?
+        .into_iter()
+        .filter(|v| {
+            v.spec
+                .as_ref()
+                .and_then(|s| s.stream_source.as_ref())
+                .is_some_and(|s| s.name == name)
+        })
+        .collect();
+    // Feast's check: the write actions `to` asks for, on every view fed.
+    let actions: &[Action] = match to {
+        api::PushMode::Online => &[Action::WriteOnline],
+        api::PushMode::Offline => &[Action::WriteOffline],
+        api::PushMode::OnlineAndOffline => &[Action::WriteOffline, Action::WriteOnline],
+    };
+    let resources: Vec<Resource<'_>> = targets
+        .iter()
+        .map(|v| Resource::new(ResourceType::FeatureView, view_name(v)))
+        .collect();
+    state.authorize(&user, &resources, actions).await?;
     if to != api::PushMode::Online {
         let to = if to == api::PushMode::Offline {
             "offline"
@@ -560,16 +623,6 @@ async fn push(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
             ),
         });
     }
-    let targets: Vec<fc::FeatureView> = views(&state, allow_cache)
-        .await?
-        .into_iter()
-        .filter(|v| {
-            v.spec
-                .as_ref()
-                .and_then(|s| s.stream_source.as_ref())
-                .is_some_and(|s| s.name == name)
-        })
-        .collect();
     if targets.is_empty() {
         return Err(ApiError::Feast {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -608,7 +661,11 @@ async fn push(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
         (status = 422, description = "A field failed validation", body = api::ValidationErrorBody),
     )
 )]
-async fn write_to_online_store(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn write_to_online_store(
+    State(state): State<Arc<AppState>>,
+    Extension(authz::Caller(user)): Extension<authz::Caller>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let run = async {
         let api::WriteToOnlineStoreRequest {
             feature_view_name: name,
@@ -624,6 +681,13 @@ async fn write_to_online_store(State(state): State<Arc<AppState>>, body: Result<
                 class: "FeatureViewNotFoundException",
                 message: format!("Feature view {name} does not exist in project {}", state.project),
             })?;
+        state
+            .authorize(
+                &user,
+                &[Resource::new(ResourceType::FeatureView, &name)],
+                &[Action::WriteOnline],
+            )
+            .await?;
         let batch_src = view
             .spec
             .as_ref()
@@ -660,11 +724,29 @@ fn time_field(value: Option<&Json>, key: &str) -> Result<Option<i64>, ApiError> 
 
 async fn run_materialize(
     state: Arc<AppState>,
+    user: &User,
     q: MaterializeQuery,
     views: Vec<String>,
     window: Option<(i64, i64)>,
     end: i64,
 ) -> Result<Response, ApiError> {
+    if state.auth.is_enabled() {
+        // WRITE_ONLINE on each view named, or on every view when none is.
+        let all: Vec<String> = if views.is_empty() {
+            self::views(&state, true)
+                .await?
+                .iter()
+                .map(|v| view_name(v).to_string())
+                .collect()
+        } else {
+            views.clone()
+        };
+        let resources: Vec<Resource<'_>> = all
+            .iter()
+            .map(|n| Resource::new(ResourceType::FeatureView, n))
+            .collect();
+        state.authorize(user, &resources, &[Action::WriteOnline]).await?;
+    }
     let m = state.materializer();
     let names = Json::from(views.clone());
     let job = async move {
@@ -728,6 +810,7 @@ async fn run_materialize(
 )]
 async fn materialize(
     State(state): State<Arc<AppState>>,
+    Extension(authz::Caller(user)): Extension<authz::Caller>,
     Query(q): Query<MaterializeQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -750,7 +833,7 @@ async fn materialize(
     if start >= end {
         return Err(ApiError::bad_request("start_ts must be before end_ts"));
     }
-    run_materialize(state, q, req.feature_views, Some((start, end)), end).await
+    run_materialize(state, &user, q, req.feature_views, Some((start, end)), end).await
 }
 
 /// Materialize each view from the end of its last materialization up to `end_ts`.
@@ -769,6 +852,7 @@ async fn materialize(
 )]
 async fn materialize_incremental(
     State(state): State<Arc<AppState>>,
+    Extension(authz::Caller(user)): Extension<authz::Caller>,
     Query(q): Query<MaterializeQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -780,7 +864,7 @@ async fn materialize_incremental(
     let req = api::MaterializeIncrementalRequest { end_ts, feature_views };
     let end = time_field(Some(&req.end_ts), "end_ts")?
         .ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
-    run_materialize(state, q, req.feature_views, None, end).await
+    run_materialize(state, &user, q, req.feature_views, None, end).await
 }
 
 /// Readiness and liveness, answered from the registry cache's state (no

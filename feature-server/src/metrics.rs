@@ -12,6 +12,9 @@ pub struct Metrics {
     /// `larder_registry_snapshot_age_seconds`, `larder_registry_refresh_failures_total`, `larder_registry_stale`.
     pub registry_cache: CacheMetrics,
     pub plan_cache_entries: IntGauge,
+    /// `larder_auth_failures_total{reason}`: refused requests by reason
+    /// (unauthenticated, denied, unavailable, …); never a token or user.
+    pub auth_failures: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -51,7 +54,15 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(store_read.clone()))?;
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "larder_auth_failures_total",
+                "Requests refused by authentication or authorization, by reason",
+            ),
+            &["reason"],
+        )?;
         registry.register(Box::new(plan_cache_entries.clone()))?;
+        registry.register(Box::new(auth_failures.clone()))?;
         let cache = CacheMetrics::register(&registry)?;
         Ok(Self {
             registry,
@@ -60,6 +71,7 @@ impl Metrics {
             store_read,
             registry_cache: cache,
             plan_cache_entries,
+            auth_failures,
         })
     }
 

@@ -80,8 +80,14 @@ pub async fn serve(settings: &Settings, registry: &RegistryConfig, project: &str
     let online = larder_online::open(&online_cfg)
         .await
         .with_context(|| format!("cannot open {}", online_cfg.describe()))?;
+    let auth = larder_auth::Auth::from_config(
+        &larder_auth::AuthConfig::from_yaml(settings.auth.as_ref())?.with_base_dir(&settings.base_dir),
+    )
+    .await?;
+    auth.warn_if_open(&args.host);
     let mut state = AppState::new(reg, online, store_kind(&online_cfg), project, args.limits())?;
     state.postgres_url = settings.offline_postgres_url()?;
+    state.auth = Arc::new(auth);
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -107,17 +113,19 @@ pub async fn serve(settings: &Settings, registry: &RegistryConfig, project: &str
     match https {
         Some(tls) => {
             eprintln!(
-                "serving project {project} on https://{addr} ({}; {})",
+                "serving project {project} on https://{addr} ({}; {}; {})",
                 registry.describe(),
-                online_cfg.describe()
+                online_cfg.describe(),
+                state.auth.describe()
             );
             crate::serve_tls(listener, tls, state, shutdown.wait()).await?;
         }
         None => {
             eprintln!(
-                "serving project {project} on http://{addr} ({}; {})",
+                "serving project {project} on http://{addr} ({}; {}; {})",
                 registry.describe(),
-                online_cfg.describe()
+                online_cfg.describe(),
+                state.auth.describe()
             );
             crate::serve(listener, state, shutdown.wait()).await?;
         }

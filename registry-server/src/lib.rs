@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
+use larder_auth::{Action, Auth, ProjectPermissions, User};
 use larder_model::feast::{FeastKind, FeastObject};
 use larder_protos::feast::core as fc;
 use larder_protos::feast::registry as fr;
@@ -15,6 +16,7 @@ use larder_registry::Registry;
 use larder_registry::cache::CachedRegistry;
 use tonic::{Request, Response, Status};
 
+pub mod authz;
 pub mod metrics;
 pub mod run;
 
@@ -170,11 +172,22 @@ pub fn paginate<T>(items: Vec<T>, p: Option<&fr::PaginationParams>) -> (Vec<T>, 
 
 pub struct Service {
     registry: Arc<CachedRegistry>,
+    auth: Arc<Auth>,
+    permissions: ProjectPermissions,
 }
 
 impl Service {
+    /// A service without authentication (`no_auth`).
     pub fn new(registry: Arc<CachedRegistry>) -> Self {
-        Self { registry }
+        Self::with_auth(registry, Arc::new(Auth::disabled()))
+    }
+
+    pub fn with_auth(registry: Arc<CachedRegistry>, auth: Arc<Auth>) -> Self {
+        Self {
+            registry,
+            auth,
+            permissions: ProjectPermissions::default(),
+        }
     }
 
     fn source(&self, allow_cache: bool) -> &dyn Registry {
@@ -185,16 +198,28 @@ impl Service {
         }
     }
 
-    async fn get(&self, project: &str, kind: FeastKind, name: &str, allow_cache: bool) -> Result<FeastObject, Status> {
-        self.source(allow_cache)
+    async fn get(
+        &self,
+        user: &User,
+        project: &str,
+        kind: FeastKind,
+        name: &str,
+        allow_cache: bool,
+    ) -> Result<FeastObject, Status> {
+        let obj = self
+            .source(allow_cache)
             .get(project, kind, name)
             .await
             .map_err(internal)?
-            .ok_or_else(|| not_found(kind, name, project))
+            .ok_or_else(|| not_found(kind, name, project))?;
+        self.assert_object(user, project, &obj, &[Action::Describe]).await?;
+        Ok(obj)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
+        user: &User,
         project: &str,
         kind: FeastKind,
         allow_cache: bool,
@@ -207,11 +232,12 @@ impl Service {
             let t = tags(o);
             wanted.iter().all(|(k, val)| t.get(k) == Some(val))
         });
+        let mut v = self.keep(user, v).await?;
         sort(&mut v, sorting)?;
         Ok(paginate(v, pagination))
     }
 
-    async fn apply(&self, project: &str, obj: Option<FeastObject>) -> Result<Response<()>, Status> {
+    async fn apply(&self, user: &User, project: &str, obj: Option<FeastObject>) -> Result<Response<()>, Status> {
         let obj = obj.ok_or_else(|| invalid("the request carries no object"))?;
         if obj.kind() != FeastKind::Project {
             larder_model::names::check_project(project).map_err(|e| invalid(format!("project: {e}")))?;
@@ -226,11 +252,39 @@ impl Service {
             larder_model::names::check_feast_name(name)
         };
         check.map_err(|e| invalid(format!("{} name: {e}", obj.kind())))?;
+        if self.auth.is_enabled() {
+            // Feast: DESCRIBE+UPDATE on an existing object, CREATE on a new one.
+            let existing = self
+                .registry
+                .uncached()
+                .get(project, obj.kind(), name)
+                .await
+                .map_err(internal)?;
+            match &existing {
+                Some(old) => {
+                    self.assert_object(user, project, old, &[Action::Describe, Action::Update])
+                        .await?
+                }
+                None => self.assert_object(user, project, &obj, &[Action::Create]).await?,
+            }
+        }
         self.registry.apply(project, obj).await.map_err(internal)?;
         Ok(Response::new(()))
     }
 
-    async fn delete(&self, project: &str, kind: FeastKind, name: &str) -> Result<Response<()>, Status> {
+    async fn delete(&self, user: &User, project: &str, kind: FeastKind, name: &str) -> Result<Response<()>, Status> {
+        if self.auth.is_enabled() {
+            let Some(old) = self
+                .registry
+                .uncached()
+                .get(project, kind, name)
+                .await
+                .map_err(internal)?
+            else {
+                return Err(not_found(kind, name, project));
+            };
+            self.assert_object(user, project, &old, &[Action::Delete]).await?;
+        }
         if self.registry.delete(project, kind, name).await.map_err(internal)? {
             Ok(Response::new(()))
         } else {
@@ -262,13 +316,14 @@ macro_rules! only {
 #[tonic::async_trait]
 impl RegistryServer for Service {
     async fn apply_entity(&self, r: Request<fr::ApplyEntityRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.apply(&r.project, r.entity.map(FeastObject::Entity)).await
+        let (user, r) = self.caller(r).await?;
+        self.apply(&user, &r.project, r.entity.map(FeastObject::Entity)).await
     }
     async fn get_entity(&self, r: Request<fr::GetEntityRequest>) -> Result<Response<fc::Entity>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::Entity, &r.name, r.allow_cache).await?,
+            self.get(&user, &r.project, FeastKind::Entity, &r.name, r.allow_cache)
+                .await?,
             Entity
         )
     }
@@ -276,9 +331,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListEntitiesRequest>,
     ) -> Result<Response<fr::ListEntitiesResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::Entity,
                 r.allow_cache,
@@ -293,18 +349,19 @@ impl RegistryServer for Service {
         }))
     }
     async fn delete_entity(&self, r: Request<fr::DeleteEntityRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.delete(&r.project, FeastKind::Entity, &r.name).await
+        let (user, r) = self.caller(r).await?;
+        self.delete(&user, &r.project, FeastKind::Entity, &r.name).await
     }
 
     async fn apply_data_source(&self, r: Request<fr::ApplyDataSourceRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.apply(&r.project, r.data_source.map(FeastObject::DataSource)).await
+        let (user, r) = self.caller(r).await?;
+        self.apply(&user, &r.project, r.data_source.map(FeastObject::DataSource))
+            .await
     }
     async fn get_data_source(&self, r: Request<fr::GetDataSourceRequest>) -> Result<Response<fc::DataSource>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::DataSource, &r.name, r.allow_cache)
+            self.get(&user, &r.project, FeastKind::DataSource, &r.name, r.allow_cache)
                 .await?,
             DataSource
         )
@@ -313,9 +370,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListDataSourcesRequest>,
     ) -> Result<Response<fr::ListDataSourcesResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::DataSource,
                 r.allow_cache,
@@ -330,23 +388,23 @@ impl RegistryServer for Service {
         }))
     }
     async fn delete_data_source(&self, r: Request<fr::DeleteDataSourceRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.delete(&r.project, FeastKind::DataSource, &r.name).await
+        let (user, r) = self.caller(r).await?;
+        self.delete(&user, &r.project, FeastKind::DataSource, &r.name).await
     }
 
     async fn apply_feature_view(&self, r: Request<fr::ApplyFeatureViewRequest>) -> Result<Response<()>, Status> {
         use fr::apply_feature_view_request::BaseFeatureView as B;
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let obj = r.base_feature_view.map(|b| match b {
             B::FeatureView(v) => FeastObject::FeatureView(v),
             B::OnDemandFeatureView(v) => FeastObject::OnDemandFeatureView(v),
             B::StreamFeatureView(v) => FeastObject::StreamFeatureView(v),
             B::LabelView(v) => FeastObject::LabelView(v),
         });
-        self.apply(&r.project, obj).await
+        self.apply(&user, &r.project, obj).await
     }
     async fn delete_feature_view(&self, r: Request<fr::DeleteFeatureViewRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         // One name space for all view kinds: delete whichever holds the name.
         for kind in [
             FeastKind::FeatureView,
@@ -362,7 +420,7 @@ impl RegistryServer for Service {
                 .map_err(internal)?
                 .is_some()
             {
-                return self.delete(&r.project, kind, &r.name).await;
+                return self.delete(&user, &r.project, kind, &r.name).await;
             }
         }
         Err(not_found(FeastKind::FeatureView, &r.name, &r.project))
@@ -372,7 +430,7 @@ impl RegistryServer for Service {
         r: Request<fr::GetAnyFeatureViewRequest>,
     ) -> Result<Response<fr::GetAnyFeatureViewResponse>, Status> {
         use fr::any_feature_view::AnyFeatureView as A;
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let src = self.source(r.allow_cache);
         for kind in [
             FeastKind::FeatureView,
@@ -381,6 +439,7 @@ impl RegistryServer for Service {
             FeastKind::LabelView,
         ] {
             if let Some(o) = src.get(&r.project, kind, &r.name).await.map_err(internal)? {
+                self.assert_object(&user, &r.project, &o, &[Action::Describe]).await?;
                 let any = match o {
                     FeastObject::FeatureView(v) => A::FeatureView(v),
                     FeastObject::OnDemandFeatureView(v) => A::OnDemandFeatureView(v),
@@ -402,7 +461,7 @@ impl RegistryServer for Service {
         r: Request<fr::ListAllFeatureViewsRequest>,
     ) -> Result<Response<fr::ListAllFeatureViewsResponse>, Status> {
         use fr::any_feature_view::AnyFeatureView as A;
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let mut all = Vec::new();
         for kind in [
             FeastKind::FeatureView,
@@ -410,7 +469,11 @@ impl RegistryServer for Service {
             FeastKind::StreamFeatureView,
             FeastKind::LabelView,
         ] {
-            all.extend(self.list(&r.project, kind, r.allow_cache, &r.tags, None, None).await?.0);
+            all.extend(
+                self.list(&user, &r.project, kind, r.allow_cache, &r.tags, None, None)
+                    .await?
+                    .0,
+            );
         }
         if let Some(since) = r.updated_since {
             all.retain(|o| updated(o).0 >= since.seconds);
@@ -430,7 +493,13 @@ impl RegistryServer for Service {
         }
         if !r.feature_service.is_empty() {
             let svc = self
-                .get(&r.project, FeastKind::FeatureService, &r.feature_service, r.allow_cache)
+                .get(
+                    &user,
+                    &r.project,
+                    FeastKind::FeatureService,
+                    &r.feature_service,
+                    r.allow_cache,
+                )
                 .await?;
             let names: Vec<String> = match svc {
                 FeastObject::FeatureService(s) => s
@@ -470,9 +539,9 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::GetFeatureViewRequest>,
     ) -> Result<Response<fc::FeatureView>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::FeatureView, &r.name, r.allow_cache)
+            self.get(&user, &r.project, FeastKind::FeatureView, &r.name, r.allow_cache)
                 .await?,
             FeatureView
         )
@@ -481,9 +550,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListFeatureViewsRequest>,
     ) -> Result<Response<fr::ListFeatureViewsResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::FeatureView,
                 r.allow_cache,
@@ -501,9 +571,9 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::GetStreamFeatureViewRequest>,
     ) -> Result<Response<fc::StreamFeatureView>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::StreamFeatureView, &r.name, r.allow_cache)
+            self.get(&user, &r.project, FeastKind::StreamFeatureView, &r.name, r.allow_cache)
                 .await?,
             StreamFeatureView
         )
@@ -512,9 +582,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListStreamFeatureViewsRequest>,
     ) -> Result<Response<fr::ListStreamFeatureViewsResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::StreamFeatureView,
                 r.allow_cache,
@@ -532,10 +603,16 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::GetOnDemandFeatureViewRequest>,
     ) -> Result<Response<fc::OnDemandFeatureView>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::OnDemandFeatureView, &r.name, r.allow_cache)
-                .await?,
+            self.get(
+                &user,
+                &r.project,
+                FeastKind::OnDemandFeatureView,
+                &r.name,
+                r.allow_cache
+            )
+            .await?,
             OnDemandFeatureView
         )
     }
@@ -543,9 +620,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListOnDemandFeatureViewsRequest>,
     ) -> Result<Response<fr::ListOnDemandFeatureViewsResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::OnDemandFeatureView,
                 r.allow_cache,
@@ -560,9 +638,9 @@ impl RegistryServer for Service {
         }))
     }
     async fn get_label_view(&self, r: Request<fr::GetLabelViewRequest>) -> Result<Response<fc::LabelView>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::LabelView, &r.name, r.allow_cache)
+            self.get(&user, &r.project, FeastKind::LabelView, &r.name, r.allow_cache)
                 .await?,
             LabelView
         )
@@ -571,9 +649,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListLabelViewsRequest>,
     ) -> Result<Response<fr::ListLabelViewsResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::LabelView,
                 r.allow_cache,
@@ -589,17 +668,17 @@ impl RegistryServer for Service {
     }
 
     async fn apply_feature_service(&self, r: Request<fr::ApplyFeatureServiceRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.apply(&r.project, r.feature_service.map(FeastObject::FeatureService))
+        let (user, r) = self.caller(r).await?;
+        self.apply(&user, &r.project, r.feature_service.map(FeastObject::FeatureService))
             .await
     }
     async fn get_feature_service(
         &self,
         r: Request<fr::GetFeatureServiceRequest>,
     ) -> Result<Response<fc::FeatureService>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::FeatureService, &r.name, r.allow_cache)
+            self.get(&user, &r.project, FeastKind::FeatureService, &r.name, r.allow_cache)
                 .await?,
             FeatureService
         )
@@ -608,9 +687,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListFeatureServicesRequest>,
     ) -> Result<Response<fr::ListFeatureServicesResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::FeatureService,
                 r.allow_cache,
@@ -640,22 +720,22 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::DeleteFeatureServiceRequest>,
     ) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.delete(&r.project, FeastKind::FeatureService, &r.name).await
+        let (user, r) = self.caller(r).await?;
+        self.delete(&user, &r.project, FeastKind::FeatureService, &r.name).await
     }
 
     async fn apply_saved_dataset(&self, r: Request<fr::ApplySavedDatasetRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.apply(&r.project, r.saved_dataset.map(FeastObject::SavedDataset))
+        let (user, r) = self.caller(r).await?;
+        self.apply(&user, &r.project, r.saved_dataset.map(FeastObject::SavedDataset))
             .await
     }
     async fn get_saved_dataset(
         &self,
         r: Request<fr::GetSavedDatasetRequest>,
     ) -> Result<Response<fc::SavedDataset>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::SavedDataset, &r.name, r.allow_cache)
+            self.get(&user, &r.project, FeastKind::SavedDataset, &r.name, r.allow_cache)
                 .await?,
             SavedDataset
         )
@@ -664,9 +744,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListSavedDatasetsRequest>,
     ) -> Result<Response<fr::ListSavedDatasetsResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::SavedDataset,
                 r.allow_cache,
@@ -681,35 +762,39 @@ impl RegistryServer for Service {
         }))
     }
     async fn delete_saved_dataset(&self, r: Request<fr::DeleteSavedDatasetRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.delete(&r.project, FeastKind::SavedDataset, &r.name).await
+        let (user, r) = self.caller(r).await?;
+        self.delete(&user, &r.project, FeastKind::SavedDataset, &r.name).await
     }
     async fn create_dataset_from_retrieval(
         &self,
-        _r: Request<fr::CreateDatasetFromRetrievalRequest>,
+        r: Request<fr::CreateDatasetFromRetrievalRequest>,
     ) -> Result<Response<fr::CreateDatasetFromRetrievalResponse>, Status> {
+        self.caller(r).await?;
         Err(Status::unimplemented(
             "dataset jobs need historical retrieval, which Larder's registry server does not run",
         ))
     }
     async fn get_dataset_data(
         &self,
-        _r: Request<fr::GetDatasetDataRequest>,
+        r: Request<fr::GetDatasetDataRequest>,
     ) -> Result<Response<fr::GetDatasetDataResponse>, Status> {
+        self.caller(r).await?;
         Err(Status::unimplemented(
             "dataset data needs an offline store, which Larder's registry server does not read",
         ))
     }
     async fn get_dataset_job_status(
         &self,
-        _r: Request<fr::GetDatasetJobStatusRequest>,
+        r: Request<fr::GetDatasetJobStatusRequest>,
     ) -> Result<Response<fr::GetDatasetJobStatusResponse>, Status> {
+        self.caller(r).await?;
         Err(Status::unimplemented("dataset jobs are not supported"))
     }
     async fn list_dataset_jobs(
         &self,
-        _r: Request<fr::ListDatasetJobsRequest>,
+        r: Request<fr::ListDatasetJobsRequest>,
     ) -> Result<Response<fr::ListDatasetJobsResponse>, Status> {
+        self.caller(r).await?;
         Ok(Response::new(fr::ListDatasetJobsResponse::default()))
     }
 
@@ -717,18 +802,28 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ApplyValidationReferenceRequest>,
     ) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.apply(&r.project, r.validation_reference.map(FeastObject::ValidationReference))
-            .await
+        let (user, r) = self.caller(r).await?;
+        self.apply(
+            &user,
+            &r.project,
+            r.validation_reference.map(FeastObject::ValidationReference),
+        )
+        .await
     }
     async fn get_validation_reference(
         &self,
         r: Request<fr::GetValidationReferenceRequest>,
     ) -> Result<Response<fc::ValidationReference>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::ValidationReference, &r.name, r.allow_cache)
-                .await?,
+            self.get(
+                &user,
+                &r.project,
+                FeastKind::ValidationReference,
+                &r.name,
+                r.allow_cache
+            )
+            .await?,
             ValidationReference
         )
     }
@@ -736,9 +831,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListValidationReferencesRequest>,
     ) -> Result<Response<fr::ListValidationReferencesResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::ValidationReference,
                 r.allow_cache,
@@ -756,18 +852,20 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::DeleteValidationReferenceRequest>,
     ) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.delete(&r.project, FeastKind::ValidationReference, &r.name).await
+        let (user, r) = self.caller(r).await?;
+        self.delete(&user, &r.project, FeastKind::ValidationReference, &r.name)
+            .await
     }
 
     async fn apply_permission(&self, r: Request<fr::ApplyPermissionRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.apply(&r.project, r.permission.map(FeastObject::Permission)).await
+        let (user, r) = self.caller(r).await?;
+        self.apply(&user, &r.project, r.permission.map(FeastObject::Permission))
+            .await
     }
     async fn get_permission(&self, r: Request<fr::GetPermissionRequest>) -> Result<Response<fc::Permission>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.project, FeastKind::Permission, &r.name, r.allow_cache)
+            self.get(&user, &r.project, FeastKind::Permission, &r.name, r.allow_cache)
                 .await?,
             Permission
         )
@@ -776,9 +874,10 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListPermissionsRequest>,
     ) -> Result<Response<fr::ListPermissionsResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, p) = self
             .list(
+                &user,
                 &r.project,
                 FeastKind::Permission,
                 r.allow_cache,
@@ -793,24 +892,25 @@ impl RegistryServer for Service {
         }))
     }
     async fn delete_permission(&self, r: Request<fr::DeletePermissionRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.delete(&r.project, FeastKind::Permission, &r.name).await
+        let (user, r) = self.caller(r).await?;
+        self.delete(&user, &r.project, FeastKind::Permission, &r.name).await
     }
 
     async fn apply_project(&self, r: Request<fr::ApplyProjectRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let name = r
             .project
             .as_ref()
             .and_then(|p| p.spec.as_ref())
             .map(|s| s.name.clone())
             .unwrap_or_default();
-        self.apply(&name, r.project.map(FeastObject::Project)).await
+        self.apply(&user, &name, r.project.map(FeastObject::Project)).await
     }
     async fn get_project(&self, r: Request<fr::GetProjectRequest>) -> Result<Response<fc::Project>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         unwrap_kind!(
-            self.get(&r.name, FeastKind::Project, &r.name, r.allow_cache).await?,
+            self.get(&user, &r.name, FeastKind::Project, &r.name, r.allow_cache)
+                .await?,
             Project
         )
     }
@@ -818,9 +918,9 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListProjectsRequest>,
     ) -> Result<Response<fr::ListProjectsResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let (v, _) = self
-            .list("", FeastKind::Project, r.allow_cache, &r.tags, None, None)
+            .list(&user, "", FeastKind::Project, r.allow_cache, &r.tags, None, None)
             .await?;
         let mut v: Vec<FeastObject> = v
             .into_iter()
@@ -834,12 +934,12 @@ impl RegistryServer for Service {
         }))
     }
     async fn delete_project(&self, r: Request<fr::DeleteProjectRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
-        self.delete(&r.name, FeastKind::Project, &r.name).await
+        let (user, r) = self.caller(r).await?;
+        self.delete(&user, &r.name, FeastKind::Project, &r.name).await
     }
 
     async fn apply_materialization(&self, r: Request<fr::ApplyMaterializationRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let name = r
             .feature_view
             .as_ref()
@@ -849,6 +949,8 @@ impl RegistryServer for Service {
         let (Some(start), Some(end)) = (r.start_date, r.end_date) else {
             return Err(invalid("start_date and end_date are required"));
         };
+        self.assert(&user, &r.project, FeastKind::FeatureView, &name, &[Action::WriteOnline])
+            .await?;
         self.registry
             .apply_materialization(&r.project, &name, start, end)
             .await
@@ -862,7 +964,9 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListProjectMetadataRequest>,
     ) -> Result<Response<fr::ListProjectMetadataResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
+        self.assert(&user, &r.project, FeastKind::Project, &r.project, &[Action::Describe])
+            .await?;
         let md = self
             .source(r.allow_cache)
             .list_project_metadata(&r.project)
@@ -871,7 +975,15 @@ impl RegistryServer for Service {
         Ok(Response::new(fr::ListProjectMetadataResponse { project_metadata: md }))
     }
     async fn update_infra(&self, r: Request<fr::UpdateInfraRequest>) -> Result<Response<()>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
+        self.assert(
+            &user,
+            &r.project,
+            FeastKind::Project,
+            &r.project,
+            &[Action::Describe, Action::Update],
+        )
+        .await?;
         self.registry
             .update_infra(&r.project, r.infra.unwrap_or_default())
             .await
@@ -879,44 +991,53 @@ impl RegistryServer for Service {
         Ok(Response::new(()))
     }
     async fn get_infra(&self, r: Request<fr::GetInfraRequest>) -> Result<Response<fc::Infra>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
+        self.assert(&user, &r.project, FeastKind::Project, &r.project, &[Action::Describe])
+            .await?;
         Ok(Response::new(
             self.registry.get_infra(&r.project).await.map_err(internal)?,
         ))
     }
     /// SQL-backed registries commit per object; nothing is pending.
-    async fn commit(&self, _r: Request<()>) -> Result<Response<()>, Status> {
+    async fn commit(&self, r: Request<()>) -> Result<Response<()>, Status> {
+        self.caller(r).await?;
         Ok(Response::new(()))
     }
-    async fn refresh(&self, _r: Request<fr::RefreshRequest>) -> Result<Response<()>, Status> {
+    async fn refresh(&self, r: Request<fr::RefreshRequest>) -> Result<Response<()>, Status> {
+        self.caller(r).await?;
         self.registry.refresh().await.map_err(internal)?;
         Ok(Response::new(()))
     }
-    async fn proto(&self, _r: Request<()>) -> Result<Response<fc::Registry>, Status> {
-        Ok(Response::new(self.registry.snapshot().await.map_err(internal)?))
+    async fn proto(&self, r: Request<()>) -> Result<Response<fc::Registry>, Status> {
+        let (user, ()) = self.caller(r).await?;
+        let reg = self.registry.snapshot().await.map_err(internal)?;
+        Ok(Response::new(self.keep_registry(&user, reg).await?))
     }
     async fn get_registry_lineage(
         &self,
-        _r: Request<fr::GetRegistryLineageRequest>,
+        r: Request<fr::GetRegistryLineageRequest>,
     ) -> Result<Response<fr::GetRegistryLineageResponse>, Status> {
+        self.caller(r).await?;
         Err(Status::unimplemented("registry lineage is not implemented yet"))
     }
     async fn get_object_relationships(
         &self,
-        _r: Request<fr::GetObjectRelationshipsRequest>,
+        r: Request<fr::GetObjectRelationshipsRequest>,
     ) -> Result<Response<fr::GetObjectRelationshipsResponse>, Status> {
+        self.caller(r).await?;
         Err(Status::unimplemented("object relationships are not implemented yet"))
     }
     async fn list_features(
         &self,
         r: Request<fr::ListFeaturesRequest>,
     ) -> Result<Response<fr::ListFeaturesResponse>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let views = self
             .source(r.allow_cache)
             .list(&r.project, FeastKind::FeatureView)
             .await
             .map_err(internal)?;
+        let views = self.keep(&user, views).await?;
         let mut out = Vec::new();
         for v in views {
             let FeastObject::FeatureView(v) = v else { continue };
@@ -948,9 +1069,15 @@ impl RegistryServer for Service {
         }))
     }
     async fn get_feature(&self, r: Request<fr::GetFeatureRequest>) -> Result<Response<fr::Feature>, Status> {
-        let r = r.into_inner();
+        let (user, r) = self.caller(r).await?;
         let v = self
-            .get(&r.project, FeastKind::FeatureView, &r.feature_view, r.allow_cache)
+            .get(
+                &user,
+                &r.project,
+                FeastKind::FeatureView,
+                &r.feature_view,
+                r.allow_cache,
+            )
             .await?;
         let FeastObject::FeatureView(v) = v else {
             return Err(Status::internal("registry returned another kind"));
@@ -995,6 +1122,17 @@ pub async fn serve_with_metrics(
     metrics: Option<Arc<metrics::Metrics>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
+    serve_service(listener, Service::new(registry), tls, metrics, shutdown).await
+}
+
+/// [`serve_with_metrics`] for a configured [`Service`] (authentication).
+pub async fn serve_service(
+    listener: tokio::net::TcpListener,
+    service: Service,
+    tls: Option<tonic::transport::Identity>,
+    metrics: Option<Arc<metrics::Metrics>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
     use larder_protos::feast::registry::registry_server_server::RegistryServerServer;
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<RegistryServerServer<Service>>().await;
@@ -1016,7 +1154,7 @@ pub async fn serve_with_metrics(
         Err(e) => tracing::warn!(error = %e, "gRPC reflection unavailable"),
     }
     router
-        .add_service(RegistryServerServer::new(Service::new(registry)).max_decoding_message_size(64 << 20))
+        .add_service(RegistryServerServer::new(service).max_decoding_message_size(64 << 20))
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)
         .await
 }

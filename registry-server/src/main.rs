@@ -30,8 +30,11 @@ struct Args {
 
 async fn main_async(args: Args) -> Result<()> {
     let settings = larder_config::load(args.config.as_deref(), None, args.registry)?;
-    let registry = settings.registry.ok_or_else(|| anyhow!("no registry configured"))?;
-    run(&registry, &args.server).await
+    let registry = settings
+        .registry
+        .as_ref()
+        .ok_or_else(|| anyhow!("no registry configured"))?;
+    run(registry, settings.auth.as_ref(), &settings.base_dir, &args.server).await
 }
 
 fn main() -> ExitCode {

@@ -31,11 +31,21 @@ pub struct RegistryServerArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-pub async fn run(registry: &RegistryConfig, args: &RegistryServerArgs) -> Result<()> {
+/// Serves `registry`; `auth` is the `auth` section of `larder.yaml`, relative
+/// paths in it resolved against `base_dir`.
+pub async fn run(
+    registry: &RegistryConfig,
+    auth: Option<&serde_yaml::Value>,
+    base_dir: &std::path::Path,
+    args: &RegistryServerArgs,
+) -> Result<()> {
     // Read first: a bad file is a startup error naming it, before any
     // connection or port.
     let identity =
         PemPair::load_optional(args.tls_cert.as_deref(), args.tls_key.as_deref())?.map(|pair| pair.tonic_identity());
+    let auth =
+        larder_auth::Auth::from_config(&larder_auth::AuthConfig::from_yaml(auth)?.with_base_dir(base_dir)).await?;
+    auth.warn_if_open(&args.host);
     let reg = larder_registry::config::open_cached(registry)
         .await
         .with_context(|| format!("cannot open {}", registry.describe()))?;
@@ -58,7 +68,11 @@ pub async fn run(registry: &RegistryConfig, args: &RegistryServerArgs) -> Result
     } else {
         None
     };
-    eprintln!("registry server on {addr} ({})", registry.describe());
+    eprintln!(
+        "registry server on {addr} ({}; {})",
+        registry.describe(),
+        auth.describe()
+    );
     // One signal stops both servers; each drains its in-flight requests.
     let shutdown = larder_runtime::shutdown::on_signal();
     let (metrics, side) = match side {
@@ -75,7 +89,8 @@ pub async fn run(registry: &RegistryConfig, args: &RegistryServerArgs) -> Result
         }
         None => (None, None),
     };
-    crate::serve_with_metrics(listener, reg, identity, metrics, shutdown.wait())
+    let service = crate::Service::with_auth(reg, Arc::new(auth));
+    crate::serve_service(listener, service, identity, metrics, shutdown.wait())
         .await
         .context("registry server")?;
     if let Some(task) = side {

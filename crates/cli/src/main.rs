@@ -230,7 +230,15 @@ async fn run(cli: Cli) -> Result<()> {
             serve::serve(&settings, registry_config(&settings)?, &project, &args).await
         }
         Command::Up(args) => serve::up(args).await,
-        Command::RegistryServer(args) => larder_registry_server::run::run(registry_config(&settings)?, &args).await,
+        Command::RegistryServer(args) => {
+            larder_registry_server::run::run(
+                registry_config(&settings)?,
+                settings.auth.as_ref(),
+                &settings.base_dir,
+                &args,
+            )
+            .await
+        }
         Command::Render {
             files,
             namespace,

@@ -13,9 +13,8 @@
 //!   unless its value asks for what Larder does anyway (Feast's default, as
 //!   a rule: `provider: local`, `schema_mode: auto`);
 //! - a security-relevant Feast key Larder does not implement is an error:
-//!   `auth` with any type but `no_auth` (servers would answer every request
-//!   unauthenticated) and `feature_server.audit_logging.enabled: true` (no
-//!   audit trail would be written).
+//!   `feature_server.audit_logging.enabled: true` (no audit trail would be
+//!   written), and an `auth` type other than Feast's three.
 //!
 //! Values are never repeated in messages: some hold URLs with passwords or
 //! tokens.
@@ -55,6 +54,39 @@ type Table = &'static [(&'static str, Kind)];
 const fn not_yet(honoured: &'static [&'static str], does: &'static str) -> Kind {
     NotYet { honoured, does }
 }
+
+/// `KubernetesAuthConfig`: `user_token` is the client's.
+const AUTH_KUBERNETES: Table = &[("type", Used), ("user_token", Inert)];
+
+/// `OidcAuthConfig` (server side).
+const AUTH_OIDC_SERVER: Table = &[
+    ("type", Used),
+    ("auth_discovery_url", Used),
+    ("client_id", Used),
+    ("verify_ssl", Used),
+    ("ca_cert_path", Used),
+    ("audience", Used),
+    ("issuer", Used),
+    ("jwks_cache_lifespan_seconds", Used),
+    ("jwks_request_timeout_seconds", Used),
+];
+
+/// `OidcClientAuthConfig`: how Feast's SDK gets a token.
+const AUTH_OIDC_CLIENT: Table = &[
+    ("client_secret", Inert),
+    ("token", Inert),
+    ("token_env_var", Inert),
+    ("username", Inert),
+    ("password", Inert),
+    ("token_refresh_margin_seconds", Inert),
+];
+
+/// Larder's own auth keys.
+const AUTH_LARDER: Table = &[
+    ("authorization", Larder),
+    ("cache_ttl_seconds", Larder),
+    ("namespace", Larder),
+];
 
 /// `RepoConfig`'s fields (by their YAML aliases).
 const TOP: Table = &[
@@ -525,39 +557,34 @@ impl Checker<'_> {
         }
     }
 
-    /// Only `no_auth` until authentication lands: accepting any other type
-    /// would leave servers open while the operator believes them protected.
+    /// `auth`: Feast's server keys per type, the client keys Feast's SDK
+    /// reads from the same file (unused by servers, accepted), and Larder's
+    /// `authorization`, `cache_ttl_seconds` and `namespace`.
     fn auth(&mut self, v: &Value) -> Result<(), ConfigError> {
-        let auth_type = match v {
+        let m = match v {
             Value::Null => return Ok(()),
-            Value::String(s) => s.as_str(),
-            Value::Mapping(m) => match m.get("type") {
-                Some(Value::String(t)) => {
-                    if t == "no_auth" {
-                        // NoAuthConfig has no other field (and forbids extras).
-                        return self.table(m, "auth.", "auth type no_auth", &[&[("type", Used)]]);
-                    }
-                    t.as_str()
-                }
-                _ => {
-                    return Err(self.not_implemented(
-                        "auth",
-                        "auth configuration is missing its type (no_auth, kubernetes or oidc)".into(),
-                    ));
-                }
-            },
+            Value::Mapping(m) => m,
             _ => return Err(self.not_implemented("auth", "must be a mapping with a type".into())),
         };
+        let auth_type = match m.get("type") {
+            Some(Value::String(t)) => t.as_str(),
+            _ => {
+                return Err(self.not_implemented(
+                    "auth",
+                    "auth configuration is missing its type (no_auth, kubernetes or oidc)".into(),
+                ));
+            }
+        };
         match auth_type {
-            "no_auth" => Ok(()),
-            "kubernetes" | "oidc" => Err(self.not_implemented(
-                "auth",
-                format!(
-                    "auth type {auth_type} is not implemented by Larder yet: its servers would answer every request \
-                     without authentication. Remove `auth` (or set `type: no_auth`) to run Larder unauthenticated \
-                     on purpose"
-                ),
-            )),
+            // NoAuthConfig has no other field (and forbids extras).
+            "no_auth" => self.table(m, "auth.", "auth type no_auth", &[&[("type", Used)]]),
+            "kubernetes" => self.table(m, "auth.", "auth type kubernetes", &[AUTH_KUBERNETES, AUTH_LARDER]),
+            "oidc" => self.table(
+                m,
+                "auth.",
+                "auth type oidc",
+                &[AUTH_OIDC_SERVER, AUTH_OIDC_CLIENT, AUTH_LARDER],
+            ),
             other => Err(self.not_implemented(
                 "auth",
                 format!("auth type {other:?} is not one of Feast's (no_auth, kubernetes, oidc)"),

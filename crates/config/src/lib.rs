@@ -2,7 +2,7 @@
 //! with `${VAR}` expansion (as Feast does) and flag/environment overrides.
 //!
 //! Every key is classified against Feast 0.67 ([`keys`]): unknown keys and
-//! security-relevant ones Larder does not implement (`auth`) are errors, the
+//! security-relevant ones Larder does not implement (audit logging) are errors, the
 //! other unimplemented Feast keys a warning at start.
 
 use std::collections::HashSet;
@@ -91,6 +91,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub offline_store: Option<serde_yaml::Value>,
     #[serde(default)]
+    pub auth: Option<serde_yaml::Value>,
+    #[serde(default)]
     pub entity_key_serialization_version: Option<u32>,
     #[serde(flatten)]
     pub _rest: serde_yaml::Mapping,
@@ -108,6 +110,9 @@ pub struct Settings {
     /// `online_store` as written; parsed by the commands that need it.
     pub online_store: Option<serde_yaml::Value>,
     pub offline_store: Option<serde_yaml::Value>,
+    /// `auth` as written (checked by [`keys::check`]); the servers build
+    /// their authenticator from it with `larder_auth::AuthConfig`.
+    pub auth: Option<serde_yaml::Value>,
     /// Directory relative paths in the config resolve against.
     pub base_dir: PathBuf,
 }
@@ -344,6 +349,7 @@ pub fn load(config: Option<&Path>, project: Option<String>, registry: Option<Str
         registry,
         online_store: file.online_store,
         offline_store: file.offline_store,
+        auth: file.auth,
         base_dir,
     })
 }
@@ -388,6 +394,7 @@ mod tests {
             registry: None,
             online_store: None,
             offline_store: Some(serde_yaml::from_str(offline).unwrap()),
+            auth: None,
             base_dir: PathBuf::from("/"),
         };
         let url = settings("{type: postgres, url: 'postgresql://u:p@h:5432/d?sslmode=disable'}")
@@ -417,6 +424,7 @@ mod tests {
                 registry: None,
                 online_store: None,
                 offline_store: Some(serde_yaml::from_str(offline).unwrap()),
+                auth: None,
                 base_dir: PathBuf::from("/repo"),
             }
             .offline_postgres_url()
@@ -501,32 +509,30 @@ mod tests {
         assert!(err("offline_store: bigqueri\n").contains("not a Feast offline store type"));
     }
 
-    /// Until authentication lands, any auth type but no_auth would leave
-    /// the servers open while the operator believes them protected.
+    /// Auth keys: Feast's per type (client keys accepted), Larder's own,
+    /// anything else an error naming the key, never its value.
     #[test]
-    fn auth_other_than_no_auth_is_an_error() {
-        for auth in [
+    fn auth_keys_are_checked_per_type() {
+        for ok in [
+            "{type: no_auth}",
+            "null",
             "{type: kubernetes}",
-            "{type: kubernetes, user_token: tok}",
-            "{type: oidc, auth_discovery_url: 'https://idp/.well-known/openid-configuration', client_id: c}",
-            "kubernetes",
+            "{type: kubernetes, user_token: tok, authorization: kubernetes-rbac, cache_ttl_seconds: 5, namespace: t}",
+            "{type: oidc, auth_discovery_url: 'https://idp/.well-known/openid-configuration', client_id: c, \
+              audience: a, issuer: i, verify_ssl: true, jwks_cache_lifespan_seconds: 30, client_secret: sec}",
         ] {
-            let e = err(&format!("project: d\nauth: {auth}\n"));
-            assert!(
-                e.starts_with("/etc/larder/larder.yaml: `auth`: auth type")
-                    && e.contains("not implemented by Larder yet"),
-                "{e}"
-            );
-            assert!(!e.contains("tok"), "{e}");
-        }
-        assert!(err("auth: {type: ldap}\n").contains("not one of Feast's"));
-        assert!(err("auth: {user_token: x}\n").contains("missing its type"));
-        for ok in ["{type: no_auth}", "no_auth", "null"] {
             assert_eq!(
                 check(&format!("project: d\nauth: {ok}\n")).unwrap(),
-                Vec::<String>::new()
+                Vec::<String>::new(),
+                "{ok}"
             );
         }
+        let e = err("auth: {type: kubernetes, user_tokn: tok}\n");
+        assert!(e.contains("`auth.user_tokn`") && !e.contains("tok}"), "{e}");
+        assert!(err("auth: {type: oidc, auth_discovery_url: u, jwks_uri: x}\n").contains("`auth.jwks_uri`"));
+        assert!(err("auth: {type: ldap}\n").contains("not one of Feast's"));
+        assert!(err("auth: {user_token: x}\n").contains("missing its type"));
+        assert!(err("auth: kubernetes\n").contains("mapping"));
         let e = err("feature_server: {type: local, audit_logging: {enabled: true, sink: stdout}}\n");
         assert!(
             e.contains("`feature_server.audit_logging`: audit logging is not implemented"),

@@ -44,6 +44,7 @@ fn url(offline: &str) -> String {
         registry: None,
         online_store: None,
         offline_store: Some(serde_yaml::from_str(offline).unwrap()),
+        auth: None,
         base_dir: PathBuf::from("/repo"),
     }
     .offline_postgres_url()

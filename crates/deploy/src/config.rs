@@ -232,6 +232,7 @@ offlineStore: {postgres: {urlSecretRef: {name: offline, key: url}}}
             registry: None,
             online_store: None,
             offline_store: file.offline_store.clone(),
+            auth: None,
             base_dir: "/".into(),
         };
         // Feast's PostgreSQLConfig default (sslmode require) when the URL names none.

@@ -1,0 +1,89 @@
+//! Authentication of every request but the open ones (`/health`,
+//! `/metrics`, `/openapi.json`, `/docs`) and the Feast actions each
+//! endpoint needs, as Feast 0.67's feature server checks them:
+//! READ_ONLINE on the feature service, else on each view read;
+//! WRITE_ONLINE (push online, `/write-to-online-store`, `/materialize*`);
+//! WRITE_OFFLINE for pushes to the offline store.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use larder_auth::{Action, AuthError, PermissionSet, Resource, User};
+use larder_model::feast::{FeastKind, FeastObject};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Paths anyone may call: probes, metrics scrapes, the API description.
+const OPEN: [&str; 4] = ["/health", "/metrics", "/openapi.json", "/docs"];
+
+/// The authenticated caller of a request.
+#[derive(Clone)]
+pub struct Caller(pub Arc<User>);
+
+/// The `Authorization` header of a request, `None` when absent. A value
+/// that is not text is kept as text no token can match.
+pub fn header_value(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers.get(AUTHORIZATION).map(|v| v.to_str().unwrap_or("invalid"))
+}
+
+pub async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    if OPEN.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    match state.auth.authenticate(header_value(req.headers())).await {
+        Ok(user) => {
+            req.extensions_mut().insert(Caller(user));
+            next.run(req).await
+        }
+        Err(e) => {
+            state.metrics.auth_failures.with_label_values(&[e.label()]).inc();
+            tracing::info!(reason = %e, path = %req.uri().path(), "request refused");
+            ApiError::from(e).into_response()
+        }
+    }
+}
+
+impl AppState {
+    /// Refuses unless `user` may do `actions` on every resource.
+    pub async fn authorize(&self, user: &User, resources: &[Resource<'_>], actions: &[Action]) -> Result<(), ApiError> {
+        if !self.auth.is_enabled() {
+            return Ok(());
+        }
+        let permissions = self.permissions().await?;
+        self.auth
+            .check(user, &permissions, resources, actions)
+            .await
+            .inspect_err(|e| {
+                self.metrics.auth_failures.with_label_values(&[e.label()]).inc();
+            })
+            .map_err(ApiError::from)
+    }
+
+    /// The project's Feast Permissions from the current registry snapshot
+    /// (empty when decisions are Kubernetes RBAC's).
+    async fn permissions(&self) -> Result<Arc<PermissionSet>, ApiError> {
+        if !self.auth.uses_permissions() {
+            return Ok(Arc::default());
+        }
+        let snap = self
+            .registry
+            .snapshot_cached()
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        self.permissions
+            .get(&self.project, snap.generation(), || {
+                snap.list(&self.project, FeastKind::Permission)
+                    .into_iter()
+                    .filter_map(|o| match o {
+                        FeastObject::Permission(p) => Some(p),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .map_err(|e| ApiError::from(AuthError::from(e)))
+    }
+}
