@@ -48,6 +48,9 @@ pub fn resource_of(o: &FeastObject) -> Resource<'_> {
 /// the SDK raises `FeastPermissionError`.
 pub fn auth_status(e: AuthError) -> Status {
     match e {
+        AuthError::Unauthenticated(m) if m.starts_with("missing") => {
+            Status::unauthenticated("Missing authentication token")
+        }
         AuthError::Unauthenticated(m) => Status::unauthenticated(format!("Invalid or expired access token ({m})")),
         AuthError::Denied(d) => feast_status(
             tonic::Code::PermissionDenied,
