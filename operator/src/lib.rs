@@ -10,6 +10,7 @@
 //! object) → apply (registry write only when it differs; online tables) →
 //! status (conditions from what happened, one status patch).
 
+pub mod access;
 pub mod backend;
 pub mod conditions;
 pub mod context;

@@ -355,6 +355,8 @@ async fn delete(obj: &DynamicObject, ctx: &Context) -> Result<Action, Error> {
         }
     }
     ctx.backends.remove(&store_key);
+    // The one child the garbage collector cannot reach (cluster-scoped).
+    crate::access::remove_cluster_bindings(&ctx.client, &ns, &store).await?;
     ctx.set_finalizer(Kind::FeatureStore, obj, false).await?;
     ctx.succeeded(&format!("FeatureStore/{store_key}"));
     Ok(Action::await_change())

@@ -96,6 +96,7 @@ pub async fn roll_out(
         deployments.push(apply(client, &ns, d).await?);
     }
     out.applied += children.service_accounts.len() + children.services.len() + children.deployments.len();
+    out.applied += crate::access::roll_out(client, &ns, &name, &children.access).await?;
     let autoscaling = apis.served(client, AUTOSCALING).await?;
     let disruption = apis.served(client, DISRUPTION).await?;
     for hpa in &children.autoscalers {

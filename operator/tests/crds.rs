@@ -199,6 +199,42 @@ async fn cel_rules_reject_what_the_schema_cannot_say() {
             .await,
         "spec.project is immutable",
     );
+    // spec.auth: OIDC settings exactly with type oidc; RBAC decisions only for Kubernetes users.
+    rejected(
+        ns.apply_value(doc(
+            "FeatureStore",
+            "auth-a",
+            serde_json::json!({"project": "a", "auth": {"type": "oidc"}}),
+        ))
+        .await,
+        "spec.auth.oidc is required with type oidc",
+    );
+    rejected(
+        ns.apply_value(doc(
+            "FeatureStore",
+            "auth-b",
+            serde_json::json!({"project": "b", "auth": {"type": "oidc", "authorization": "kubernetes-rbac",
+                "oidc": {"discoveryURL": "https://idp.example/.well-known/openid-configuration"}}}),
+        ))
+        .await,
+        "kubernetes-rbac needs type kubernetes",
+    );
+    rejected(
+        ns.apply_value(doc(
+            "FeatureStore",
+            "auth-c",
+            serde_json::json!({"project": "c", "auth": {"type": "ldap"}}),
+        ))
+        .await,
+        "ldap",
+    );
+    ns.apply_value(doc(
+        "FeatureStore",
+        "auth-d",
+        serde_json::json!({"project": "d", "auth": {"type": "kubernetes", "authorization": "kubernetes-rbac"}}),
+    ))
+    .await
+    .expect("kubernetes auth with RBAC decisions");
     // What may change still can.
     ns.apply_value(doc(
         "Entity",

@@ -2,8 +2,9 @@
 //! and no more: the operator runs with a ServiceAccount token bound to
 //! exactly those rules (RBAC is enforced for service accounts on the test
 //! API server) and still brings the samples to Ready, records events,
-//! holds its Lease and releases finalizers; the same token cannot list
-//! Secrets, read pods or touch RBAC.
+//! holds its Lease, grants token-checking servers `system:auth-delegator`
+//! and releases finalizers; the same token cannot list Secrets, read pods
+//! or bind any other ClusterRole.
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::authentication::v1::TokenRequest;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role};
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use larder_model::Kind;
@@ -103,7 +105,7 @@ async fn the_shipped_rbac_is_enough_and_no_more() {
         matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
         "{denied:?}"
     );
-    // Workloads are the operator's to roll out, but it never reads pods nor touches RBAC.
+    // Workloads are the operator's to roll out, but it never reads pods.
     let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(sa.clone(), &ns.name)
         .list(&Default::default())
         .await;
@@ -111,12 +113,19 @@ async fn the_shipped_rbac_is_enough_and_no_more() {
         matches!(pods, Err(kube::Error::Api(ref e)) if e.code == 403),
         "{pods:?}"
     );
-    let roles = Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(sa.clone(), &ns.name)
-        .list(&Default::default())
+    // It binds system:auth-delegator for token-checking servers, and no other ClusterRole.
+    let escalate: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("escalate-{}", ns.name)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns.name}],
+    }))
+    .unwrap();
+    let denied = Api::<ClusterRoleBinding>::all(sa.clone())
+        .create(&PostParams::default(), &escalate)
         .await;
     assert!(
-        matches!(roles, Err(kube::Error::Api(ref e)) if e.code == 403),
-        "{roles:?}"
+        matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{denied:?}"
     );
 
     let db = PgDatabase::create("larder_op").await;
@@ -144,6 +153,48 @@ async fn the_shipped_rbac_is_enough_and_no_more() {
         events.items.iter().any(|e| e.reason.as_deref() == Some("Applied")),
         "the operator's events were recorded"
     );
+    // Servers that check Kubernetes tokens: their accounts get system:auth-delegator and a
+    // Role reading RoleBindings, applied with the operator's own rights, gone when auth is.
+    let crb_name = format!("larder:{}:driver-stats:auth-delegator", ns.name);
+    let crbs = Api::<ClusterRoleBinding>::all(admin.clone());
+    let set_auth = |auth: serde_json::Value| {
+        let api = ns.api(Kind::FeatureStore);
+        async move {
+            let patch = serde_json::json!({"spec": {"featureServer": {}, "auth": auth}});
+            api.patch("driver-stats", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .unwrap();
+        }
+    };
+    set_auth(serde_json::json!({"type": "kubernetes"})).await;
+    eventually(Duration::from_secs(30), "the auth-delegator binding", || {
+        let crbs = &crbs;
+        let name = &crb_name;
+        async move { crbs.get_opt(name).await.unwrap().is_some() }
+    })
+    .await;
+    let crb = crbs.get(&crb_name).await.unwrap();
+    assert_eq!(crb.role_ref.name, "system:auth-delegator");
+    let subjects: Vec<String> = crb.subjects.unwrap().into_iter().map(|s| s.name).collect();
+    assert_eq!(subjects, ["driver-stats-feature-server"]);
+    let roles = Api::<Role>::namespaced(admin.clone(), &ns.name);
+    assert!(roles.get_opt("driver-stats-auth").await.unwrap().is_some());
+    set_auth(serde_json::json!({"type": "oidc", "oidc": {"discoveryURL": "https://idp.example/.well-known/openid-configuration"}})).await;
+    eventually(Duration::from_secs(30), "the auth objects removed", || {
+        let (crbs, roles, name) = (&crbs, &roles, &crb_name);
+        async move {
+            crbs.get_opt(name).await.unwrap().is_none() && roles.get_opt("driver-stats-auth").await.unwrap().is_none()
+        }
+    })
+    .await;
+    // Deleting the store removes its cluster-scoped binding (no owner reference can).
+    set_auth(serde_json::json!({"type": "kubernetes", "oidc": null})).await;
+    eventually(Duration::from_secs(30), "the binding back", || {
+        let (crbs, name) = (&crbs, &crb_name);
+        async move { crbs.get_opt(name).await.unwrap().is_some() }
+    })
+    .await;
+
     // Finalizers are released with the same rights.
     ns.delete(Kind::FeatureService, "driver-activity").await;
     eventually(Duration::from_secs(30), "the service deleted", || {
@@ -154,6 +205,11 @@ async fn the_shipped_rbac_is_enough_and_no_more() {
     // The Lease lives in the test's namespace (in a cluster: larder-system), so the
     // resources go first, while the operator still leads, then the namespace.
     ns.delete_larder_resources().await;
+    eventually(Duration::from_secs(30), "the binding deleted with the store", || {
+        let (crbs, name) = (&crbs, &crb_name);
+        async move { crbs.get_opt(name).await.unwrap().is_none() }
+    })
+    .await;
     op.stop().await;
     ns.remove(false).await;
     for (plural, name) in [

@@ -154,7 +154,7 @@ impl Rbac {
 
     pub async fn permitted(&self, user: &User, resource: Resource<'_>, actions: &[Action]) -> Result<bool, AuthError> {
         for a in actions {
-            let mut q = question(resource, *a);
+            let q = question(resource, *a);
             if *a == Action::Describe {
                 let list = Question {
                     verb: "list",
@@ -168,7 +168,6 @@ impl Rbac {
             if !self.allowed(user, &q).await? {
                 return Ok(false);
             }
-            q.name = None;
         }
         Ok(true)
     }

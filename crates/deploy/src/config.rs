@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, EnvVarSource, SecretKeySelector};
 use larder_model::stores::SecretKeyRef;
+use larder_model::workloads::{AuthSpec, AuthType};
 
 use crate::{BuildError, Result, Store, hash, metadata};
 
@@ -21,6 +22,7 @@ pub const REGISTRY_URL_ENV: &str = "LARDER_REGISTRY_URL";
 pub const ONLINE_URL_ENV: &str = "LARDER_ONLINE_STORE_URL";
 pub const ONLINE_REDIS_ENV: &str = "LARDER_ONLINE_STORE_CONNECTION_STRING";
 pub const OFFLINE_URL_ENV: &str = "LARDER_OFFLINE_STORE_URL";
+pub const OIDC_CLIENT_SECRET_ENV: &str = "LARDER_OIDC_CLIENT_SECRET";
 
 /// The rendered config and what a pod needs to read it.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +117,9 @@ pub fn render(store: Store<'_>) -> Result<Rendered> {
             line(&mut text, 2, "type", "file");
         }
     }
+    if let Some(auth) = &spec.auth {
+        render_auth(&mut text, &mut env, store, auth);
+    }
     text.push_str("entity_key_serialization_version: 3\n");
     let hash = hash::short_hex(text.as_bytes(), 16);
     Ok(Rendered {
@@ -123,6 +128,48 @@ pub fn render(store: Store<'_>) -> Result<Rendered> {
         hash,
         has_online_store: online.is_some(),
     })
+}
+
+/// `auth`: Feast's keys; for Kubernetes the store's namespace, where the
+/// servers read RoleBindings and ask SubjectAccessReviews.
+fn render_auth(text: &mut String, env: &mut Vec<EnvVar>, store: Store<'_>, auth: &AuthSpec) {
+    text.push_str("auth:\n");
+    line(text, 2, "type", auth.auth_type.as_str());
+    if auth.auth_type == AuthType::NoAuth {
+        return;
+    }
+    if let Some(mode) = auth.authorization {
+        line(text, 2, "authorization", mode.as_str());
+    }
+    if let Some(ttl) = auth.cache_ttl_seconds {
+        line(text, 2, "cache_ttl_seconds", &ttl.to_string());
+    }
+    match (auth.auth_type, &auth.oidc) {
+        (AuthType::Kubernetes, _) => line(text, 2, "namespace", &quote(store.namespace)),
+        (AuthType::Oidc, Some(o)) => {
+            line(text, 2, "auth_discovery_url", &quote(&o.discovery_url));
+            for (key, value) in [
+                ("client_id", &o.client_id),
+                ("audience", &o.audience),
+                ("issuer", &o.issuer),
+            ] {
+                if let Some(v) = value {
+                    line(text, 2, key, &quote(v));
+                }
+            }
+            if let Some(v) = o.verify_ssl {
+                line(text, 2, "verify_ssl", &v.to_string());
+            }
+            if let Some(v) = o.jwks_cache_lifespan_seconds {
+                line(text, 2, "jwks_cache_lifespan_seconds", &v.to_string());
+            }
+            if let Some(r) = &o.client_secret_ref {
+                let var = secret_var(env, OIDC_CLIENT_SECRET_ENV, r);
+                line(text, 2, "client_secret", &var);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The ConfigMap holding the rendered file.
@@ -240,6 +287,48 @@ offlineStore: {postgres: {urlSecretRef: {name: offline, key: url}}}
             settings.offline_postgres_url().unwrap().as_deref(),
             Some("postgresql://off:pw@db:5434/offline?sslmode=require")
         );
+    }
+
+    /// `spec.auth` renders Feast's keys, which the servers' key check and
+    /// auth config accept as meant; the client secret stays in its Secret.
+    #[test]
+    fn auth_renders_for_the_servers() {
+        let base = "project: p\nregistry: {sql: {urlSecretRef: {name: reg, key: url}}}\n";
+        let parse = |yaml: &str| {
+            let rendered = render(store(&store_spec(&format!("{base}{yaml}")))).unwrap();
+            let expanded = larder_config::expand_env(&rendered.text, |_| Some("s3cret".into())).unwrap();
+            let file = larder_config::parse_config(&expanded, Path::new("larder.yaml")).unwrap();
+            let cfg = larder_auth::AuthConfig::from_yaml(file.auth.as_ref()).unwrap();
+            (rendered, cfg)
+        };
+        let (r, cfg) = parse("auth: {type: kubernetes, authorization: kubernetes-rbac, cacheTTLSeconds: 3}\n");
+        assert_eq!(cfg.auth_type, larder_auth::AuthType::Kubernetes);
+        assert_eq!(cfg.authorization, larder_auth::AuthorizationMode::KubernetesRbac);
+        assert_eq!(cfg.namespace.as_deref(), Some("team-a"));
+        assert_eq!(cfg.cache_ttl, std::time::Duration::from_secs(3));
+        let vars = |r: &Rendered| r.env.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+        assert_eq!(vars(&r), [REGISTRY_URL_ENV]);
+        let (r, cfg) = parse(
+            "auth: {type: oidc, oidc: {discoveryURL: 'https://idp/.well-known/openid-configuration', clientID: larder, \
+             audience: feast, clientSecretRef: {name: idp, key: secret}, jwksCacheLifespanSeconds: 60}}\n",
+        );
+        let larder_auth::AuthType::Oidc(o) = cfg.auth_type else {
+            panic!("not oidc: {cfg:?}")
+        };
+        assert_eq!(o.discovery_url, "https://idp/.well-known/openid-configuration");
+        assert_eq!(
+            (o.client_id.as_deref(), o.audience.as_deref()),
+            (Some("larder"), Some("feast"))
+        );
+        assert_eq!(o.jwks_cache_lifespan, std::time::Duration::from_secs(60));
+        assert_eq!(vars(&r), [REGISTRY_URL_ENV, OIDC_CLIENT_SECRET_ENV]);
+        assert!(
+            !r.text.contains("s3cret") && r.text.contains("${LARDER_OIDC_CLIENT_SECRET}"),
+            "{}",
+            r.text
+        );
+        let (_, cfg) = parse("auth: {type: no_auth}\n");
+        assert_eq!(cfg.auth_type, larder_auth::AuthType::NoAuth);
     }
 
     #[test]

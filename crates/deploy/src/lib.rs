@@ -6,6 +6,7 @@
 //! function here talks to a cluster, so every object can be reviewed from
 //! the FeatureStore's YAML alone.
 
+pub mod access;
 pub mod config;
 pub mod hash;
 pub mod jobs;
@@ -109,6 +110,8 @@ pub struct Children {
     pub services: Vec<Service>,
     pub autoscalers: Vec<HorizontalPodAutoscaler>,
     pub disruption_budgets: Vec<PodDisruptionBudget>,
+    /// What the servers' accounts may do (token checks with `auth: kubernetes`).
+    pub access: access::Access,
 }
 
 impl Children {
@@ -121,6 +124,9 @@ impl Children {
         out.extend(self.deployments.iter().map(to_json));
         out.extend(self.autoscalers.iter().map(to_json));
         out.extend(self.disruption_budgets.iter().map(to_json));
+        out.extend(self.access.roles.iter().map(to_json));
+        out.extend(self.access.role_bindings.iter().map(to_json));
+        out.extend(self.access.cluster_role_bindings.iter().map(to_json));
         out
     }
 }
@@ -149,6 +155,7 @@ pub fn build(store: Store<'_>, defaults: &Defaults) -> Result<Children> {
         children.autoscalers.extend(built.autoscaler);
         children.disruption_budgets.extend(built.disruption_budget);
     }
+    children.access = access::build(store);
     Ok(children)
 }
 

@@ -103,6 +103,9 @@ pub struct FeatureStoreSpec {
     /// Scheduled materialization as Kubernetes Jobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub materialization: Option<Box<crate::workloads::MaterializationSpec>>,
+    /// Who may call the servers (default: anyone who can reach them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Box<crate::workloads::AuthSpec>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

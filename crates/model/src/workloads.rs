@@ -183,3 +183,105 @@ pub struct ViewMaterializationSpec {
     #[cfg_attr(feature = "kube", schemars(range(min = 1, max = 256)))]
     pub shards: Option<u32>,
 }
+
+/// Who may call the store's servers: `auth` of the rendered `larder.yaml`
+/// (Feast's `auth` keys plus Larder's `authorization`). With `kubernetes`
+/// the operator also grants the servers' service accounts what checking
+/// tokens needs: `system:auth-delegator` (TokenReview,
+/// SubjectAccessReview) and reading the namespace's RoleBindings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "kube",
+    derive(schemars::JsonSchema),
+    schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.type == 'oidc' ? has(self.oidc) : !has(self.oidc)", "message": "spec.auth.oidc is required with type oidc, and only then"},
+        {"rule": "!has(self.authorization) || self.authorization != 'kubernetes-rbac' || self.type == 'kubernetes'", "message": "authorization kubernetes-rbac needs type kubernetes: SubjectAccessReviews ask about Kubernetes users"}
+    ]))
+)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// `no_auth`, `kubernetes` (service-account and user tokens checked
+    /// with TokenReview) or `oidc` (JWTs from an OpenID provider).
+    #[serde(rename = "type")]
+    pub auth_type: AuthType,
+    /// `permissions` (default: Feast's Permission objects) or
+    /// `kubernetes-rbac` (SubjectAccessReviews on larder.dev resources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization: Option<AuthorizationMode>,
+    /// How long a checked token and an RBAC decision are reused (default 10).
+    #[serde(default, rename = "cacheTTLSeconds", skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(range(min = 0, max = 3600)))]
+    pub cache_ttl_seconds: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<OidcAuthSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+pub enum AuthType {
+    #[serde(rename = "no_auth")]
+    NoAuth,
+    #[serde(rename = "kubernetes")]
+    Kubernetes,
+    #[serde(rename = "oidc")]
+    Oidc,
+}
+
+impl AuthType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthType::NoAuth => "no_auth",
+            AuthType::Kubernetes => "kubernetes",
+            AuthType::Oidc => "oidc",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+pub enum AuthorizationMode {
+    #[serde(rename = "permissions")]
+    Permissions,
+    #[serde(rename = "kubernetes-rbac")]
+    KubernetesRbac,
+}
+
+impl AuthorizationMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorizationMode::Permissions => "permissions",
+            AuthorizationMode::KubernetesRbac => "kubernetes-rbac",
+        }
+    }
+}
+
+/// The OpenID provider (Feast's `oidc` auth keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "kube", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OidcAuthSpec {
+    /// The provider's `.well-known/openid-configuration` URL.
+    #[serde(rename = "discoveryURL")]
+    #[cfg_attr(feature = "kube", schemars(pattern(r"^https?://"), length(min = 8, max = 2048)))]
+    pub discovery_url: String,
+    /// Roles are also read from the token's `resource_access.<clientId>.roles`.
+    #[serde(default, rename = "clientID", skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// When set, tokens must carry this `iss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The client secret, for Feast SDK clients that read the same config
+    /// to fetch their own tokens; the servers never need it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_ref: Option<crate::stores::SecretKeyRef>,
+    /// Check the provider's TLS certificate (default true).
+    #[serde(default, rename = "verifySSL", skip_serializing_if = "Option::is_none")]
+    pub verify_ssl: Option<bool>,
+    /// How long the provider's keys are cached (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "kube", schemars(range(min = 0, max = 86400)))]
+    pub jwks_cache_lifespan_seconds: Option<u32>,
+}
