@@ -33,7 +33,9 @@ async fn samples_become_ready_and_feast_reads_every_object() {
     let op = RunningOperator::start(&ns.client, &ns.name, Duration::from_secs(300));
     ns.apply(&samples()).await.expect("apply samples");
     wait_all_ready(&ns).await;
-    // `kubectl wait` works on our conditions.
+    // `kubectl wait` works on our conditions. A fresh discovery cache: a shared one may
+    // predate the CRDs (kubectl then does not know the `larder` category).
+    let cache = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("kubectl")
         .args([
             "wait",
@@ -43,7 +45,9 @@ async fn samples_become_ready_and_feast_reads_every_object() {
             "-n",
             &ns.name,
             "--timeout=30s",
+            "--cache-dir",
         ])
+        .arg(cache.path())
         .output()
         .expect("kubectl wait");
     assert!(
