@@ -15,12 +15,12 @@ use axum::http::{Request, StatusCode};
 use larder_auth::{Auth, AuthError, Authenticate, AuthorizationMode, User};
 use larder_feature_server::{AppState, Limits, router};
 use larder_online::OnlineStore;
-use larder_protos::feast::core as fc;
 use larder_protos::feast::serving as fs;
 use larder_protos::feast::serving::serving_service_server::ServingService;
 use larder_registry::Registry;
 use larder_registry::cache::CachedRegistry;
 use larder_registry::file::FileRegistry;
+use larder_testkit::objects::{self, IntoObject, PermissionAction, PermissionType};
 use larder_testkit::unique_name;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -69,25 +69,12 @@ async fn server() -> Server {
             reg.apply(&project, o).await.unwrap();
         }
     }
-    let writers = fc::Permission {
-        spec: Some(fc::PermissionSpec {
-            name: "writers".into(),
-            project: project.clone(),
-            types: vec![fc::permission_spec::Type::FeatureView as i32],
-            actions: vec![fc::permission_spec::AuthzedAction::WriteOnline as i32],
-            policy: Some(fc::Policy {
-                policy_type: Some(fc::policy::PolicyType::RoleBasedPolicy(fc::RoleBasedPolicy {
-                    roles: vec!["writer".into()],
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        meta: None,
-    };
-    reg.apply(&project, larder_model::feast::FeastObject::Permission(writers))
-        .await
-        .unwrap();
+    let writers = objects::permission("writers")
+        .project(&project)
+        .types(&[PermissionType::FeatureView])
+        .actions(&[PermissionAction::WriteOnline])
+        .roles(&["writer"]);
+    reg.apply(&project, writers.object()).await.unwrap();
     let online: Arc<dyn OnlineStore> = Arc::new(
         larder_online::sqlite::SqliteStore::open(&dir.path().join("online.db"))
             .await

@@ -15,7 +15,7 @@ use larder_protos::feast::registry::registry_server_client::RegistryServerClient
 use larder_registry::Registry;
 use larder_registry::cache::CachedRegistry;
 use larder_registry::sql::SqlRegistry;
-use larder_testkit::objects;
+use larder_testkit::objects::{self, IntoObject};
 use tonic::transport::Channel;
 
 const P: &str = "shop";
@@ -37,32 +37,6 @@ impl Authenticate for Fixed {
             "down" => Err(AuthError::Unavailable("API server unreachable".into())),
             _ => Err(AuthError::Unauthenticated("unknown token".into())),
         }
-    }
-}
-
-fn permission(
-    name: &str,
-    types: &[fc::permission_spec::Type],
-    patterns: &[&str],
-    actions: &[fc::permission_spec::AuthzedAction],
-    role: &str,
-) -> fc::Permission {
-    fc::Permission {
-        spec: Some(fc::PermissionSpec {
-            name: name.into(),
-            project: P.into(),
-            types: types.iter().map(|t| *t as i32).collect(),
-            name_patterns: patterns.iter().map(|s| s.to_string()).collect(),
-            actions: actions.iter().map(|a| *a as i32).collect(),
-            policy: Some(fc::Policy {
-                policy_type: Some(fc::policy::PolicyType::RoleBasedPolicy(fc::RoleBasedPolicy {
-                    roles: vec![role.into()],
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        meta: None,
     }
 }
 
@@ -96,34 +70,33 @@ impl Harness {
         }
         sql.apply(
             P,
-            O::Permission(permission(
-                "viewers",
-                &[T::Entity, T::FeatureView, T::Permission],
-                &["[^s].*"],
-                &[A::Describe],
-                "viewer",
-            )),
+            objects::permission("viewers")
+                .project(P)
+                .types(&[T::Entity, T::FeatureView, T::Permission])
+                .patterns(&["[^s].*"])
+                .actions(&[A::Describe])
+                .roles(&["viewer"])
+                .object(),
         )
         .await
         .unwrap();
         sql.apply(
             P,
-            O::Permission(permission(
-                "admins",
-                &[],
+            objects::permission("admins")
+                .project(P)
                 // With patterns: what admins refuses others is dropped from
                 // their lists; without, Feast fails those lists.
-                &[".*"],
-                &[
+                .patterns(&[".*"])
+                .actions(&[
                     A::Create,
                     A::Describe,
                     A::Update,
                     A::Delete,
                     A::ReadOnline,
                     A::WriteOnline,
-                ],
-                "admin",
-            )),
+                ])
+                .roles(&["admin"])
+                .object(),
         )
         .await
         .unwrap();

@@ -132,7 +132,10 @@ impl Auth {
                 (Arc::new(oidc), None)
             }
             AuthType::Kubernetes => {
-                let k = kubernetes::KubeAuthenticator::new(cfg.namespace.clone()).await?;
+                let mut k = kubernetes::KubeAuthenticator::new(cfg.namespace.clone()).await?;
+                if cfg.authorization == AuthorizationMode::KubernetesRbac {
+                    k = k.without_roles();
+                }
                 let rbac = (cfg.authorization == AuthorizationMode::KubernetesRbac)
                     .then(|| rbac::Rbac::new(k.client(), k.namespace().to_string(), cfg.cache_ttl));
                 (Arc::new(k), rbac)

@@ -532,30 +532,16 @@ fn py_str(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::User;
+    use larder_testkit::objects::{PermissionAction as A, PermissionType as T, permission};
 
-    fn perm(
-        name: &str,
-        types: &[ResourceType],
-        patterns: &[&str],
-        actions: &[Action],
-        roles: &[&str],
-    ) -> fc::Permission {
-        fc::Permission {
-            spec: Some(fc::PermissionSpec {
-                name: name.into(),
-                types: types.iter().map(|t| *t as i32).collect(),
-                name_patterns: patterns.iter().map(|s| s.to_string()).collect(),
-                actions: actions.iter().map(|a| *a as i32).collect(),
-                policy: Some(fc::Policy {
-                    policy_type: Some(fc::policy::PolicyType::RoleBasedPolicy(fc::RoleBasedPolicy {
-                        roles: roles.iter().map(|s| s.to_string()).collect(),
-                    })),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            meta: None,
-        }
+    /// A FeatureView Permission with a role-based policy.
+    fn fv_perm(name: &str, patterns: &[&str], actions: &[A], roles: &[&str]) -> fc::Permission {
+        permission(name)
+            .types(&[T::FeatureView])
+            .patterns(patterns)
+            .actions(actions)
+            .roles(roles)
+            .build()
     }
 
     fn user(roles: &[&str]) -> User {
@@ -582,8 +568,8 @@ mod tests {
     #[test]
     fn all_requested_actions_must_be_allowed_by_one_permission() {
         let set = PermissionSet::compile(&[
-            perm("r", &[FV], &[], &[Action::ReadOnline], &["reader"]),
-            perm("w", &[FV], &[], &[Action::WriteOnline], &["reader"]),
+            fv_perm("r", &[], &[A::ReadOnline], &["reader"]),
+            fv_perm("w", &[], &[A::WriteOnline], &["reader"]),
         ])
         .unwrap();
         let u = user(&["reader"]);
@@ -596,7 +582,7 @@ mod tests {
 
     #[test]
     fn subclasses_match_and_patterns_full_match() {
-        let set = PermissionSet::compile(&[perm("p", &[FV], &["driver_.*"], &[Action::Describe], &["a"])]).unwrap();
+        let set = PermissionSet::compile(&[fv_perm("p", &["driver_.*"], &[A::Describe], &["a"])]).unwrap();
         let u = user(&["a"]);
         let sfv = ResourceType::StreamFeatureView;
         assert!(
@@ -620,8 +606,8 @@ mod tests {
     #[test]
     fn affirmative_and_denial_wording() {
         let set = PermissionSet::compile(&[
-            perm("a", &[FV], &[], &[Action::Describe], &["x"]),
-            perm("b", &[FV], &[], &[Action::Describe], &["y", "it's"]),
+            fv_perm("a", &[], &[A::Describe], &["x"]),
+            fv_perm("b", &[], &[A::Describe], &["y", "it's"]),
         ])
         .unwrap();
         assert!(
@@ -640,7 +626,7 @@ mod tests {
 
     #[test]
     fn filter_mode_drops_only_where_feast_drops() {
-        let patterned = PermissionSet::compile(&[perm("p", &[FV], &["a.*"], &[Action::Describe], &["r"])]).unwrap();
+        let patterned = PermissionSet::compile(&[fv_perm("p", &["a.*"], &[A::Describe], &["r"])]).unwrap();
         let u = user(&[]);
         // Denied by a permission with patterns: dropped.
         assert_eq!(
@@ -658,7 +644,7 @@ mod tests {
                 .permitted(&u, Resource::new(ResourceType::Entity, "e"), &[Action::Describe])
                 .is_err()
         );
-        let plain = PermissionSet::compile(&[perm("p", &[FV], &[], &[Action::Describe], &["r"])]).unwrap();
+        let plain = PermissionSet::compile(&[fv_perm("p", &[], &[A::Describe], &["r"])]).unwrap();
         assert!(
             plain
                 .permitted(&u, Resource::new(FV, "ab"), &[Action::Describe])
@@ -672,9 +658,9 @@ mod tests {
 
     #[test]
     fn unloadable_permissions_are_errors() {
-        let mut p = perm("p", &[FV], &[], &[], &["r"]);
+        let mut p = fv_perm("p", &[], &[], &["r"]);
         assert!(PermissionSet::compile(std::slice::from_ref(&p)).is_err());
-        p = perm("p", &[FV], &[], &[Action::Describe], &["r"]);
+        p = fv_perm("p", &[], &[A::Describe], &["r"]);
         if let Some(spec) = p.spec.as_mut() {
             spec.policy = None;
         }
@@ -683,7 +669,7 @@ mod tests {
 
     #[test]
     fn uncompilable_patterns_never_grant() {
-        let set = PermissionSet::compile(&[perm("p", &[FV], &["(?<=a)b"], &[Action::Describe], &["r"])]).unwrap();
+        let set = PermissionSet::compile(&[fv_perm("p", &["(?<=a)b"], &[A::Describe], &["r"])]).unwrap();
         assert!(
             set.check(&user(&["r"]), Resource::new(FV, "b"), &[Action::Describe])
                 .is_err()

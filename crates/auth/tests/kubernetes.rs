@@ -20,8 +20,8 @@ use kube::{Api, Client};
 use larder_auth::kubernetes::KubeAuthenticator;
 use larder_auth::rbac::Rbac;
 use larder_auth::{Action, Auth, AuthError, AuthorizationMode, PermissionSet, Resource, ResourceType, User};
-use larder_protos::feast::core as fc;
 use larder_testkit::TcpProxy;
+use larder_testkit::objects::{self, PermissionAction, PermissionType};
 use serde_json::json;
 
 const FV: ResourceType = ResourceType::FeatureView;
@@ -199,32 +199,6 @@ async fn login(auth: &Auth, token: &str) -> Arc<User> {
         .unwrap_or_else(|e| panic!("authenticate: {e}"))
 }
 
-/// A Feast Permission with a RoleBased policy.
-fn permission(
-    name: &str,
-    types: &[ResourceType],
-    patterns: &[&str],
-    actions: &[Action],
-    roles: &[&str],
-) -> fc::Permission {
-    fc::Permission {
-        spec: Some(fc::PermissionSpec {
-            name: name.into(),
-            types: types.iter().map(|t| *t as i32).collect(),
-            name_patterns: patterns.iter().map(|s| s.to_string()).collect(),
-            actions: actions.iter().map(|a| *a as i32).collect(),
-            policy: Some(fc::Policy {
-                policy_type: Some(fc::policy::PolicyType::RoleBasedPolicy(fc::RoleBasedPolicy {
-                    roles: roles.iter().map(|s| s.to_string()).collect(),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        meta: None,
-    }
-}
-
 /// A client that authenticates with `token` (a ServiceAccount's), for the API server behind `KUBECONFIG`.
 async fn client_with_token(token: &str) -> Client {
     let mut config = kube::Config::infer().await.expect("kube config");
@@ -331,13 +305,12 @@ async fn feast_permissions_decide_with_the_kubernetes_roles() {
     let ns = TestNs::create(&admin, "auth-perms").await;
     ns.reader_and_other().await;
     let auth = ns.permissions_auth(&admin);
-    let permissions = PermissionSet::compile(&[permission(
-        "read-drivers",
-        &[FV],
-        &["driver_.*"],
-        &[Action::ReadOnline],
-        &["feast-reader"],
-    )])
+    let permissions = PermissionSet::compile(&[objects::permission("read-drivers")
+        .types(&[PermissionType::FeatureView])
+        .patterns(&["driver_.*"])
+        .actions(&[PermissionAction::ReadOnline])
+        .roles(&["feast-reader"])
+        .build()])
     .unwrap();
     let driver = [Resource::new(FV, "driver_stats")];
     let customer = [Resource::new(FV, "customer_stats")];

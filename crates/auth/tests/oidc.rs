@@ -1,34 +1,31 @@
 //! OIDC verification over real HTTP, with no mock of the verifier:
 //!
-//! - a real provider (`oidc-provider` 8.8.1 on Node.js, `e2e/oidc/`) issues
-//!   client_credentials tokens; user mapping, audience, issuer, key rotation;
+//! - a real provider (`oidc-provider` 8.8.1 on Node.js, `e2e/oidc/`, run by
+//!   larder-testkit's `OidcProvider`) issues client_credentials tokens; user
+//!   mapping, audience, issuer, key rotation;
 //! - an in-test provider (axum) serves discovery and a JWKS built from keys
 //!   the `openssl` CLI generates, for tokens the tests forge: expiry, leeway,
 //!   algorithm confusion, `none`, altered payloads, unknown kids, and the
 //!   JWKS fetch counts behind caching and rate-limited refetching;
 //! - unreachable or failing providers, which must give `Unavailable`.
 //!
-//! Nothing here is skipped: without node/npm or openssl the tests fail.
+//! Nothing here is skipped: without node/npm, curl or openssl the tests fail.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, get_current_timestamp};
 use larder_auth::oidc::OidcAuthenticator;
 use larder_auth::{Auth, AuthConfig, AuthError, AuthType, Authenticate, AuthorizationMode, OidcConfig, User};
+use larder_testkit::oidc::OidcProvider;
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------------ shared
@@ -72,147 +69,11 @@ async fn unavailable(a: &OidcAuthenticator, token: &str, what: &str) {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// POSTs a form; returns the status and the JSON body (`Null` if none).
-async fn post_form(url: &str, basic: Option<(&str, &str)>, form: &str) -> (u16, Value) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = hyper::Request::post(url).header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
-    if let Some((user, secret)) = basic {
-        let cred = STANDARD.encode(format!("{user}:{secret}"));
-        req = req.header(header::AUTHORIZATION, format!("Basic {cred}"));
-    }
-    let req = req.body(Full::new(Bytes::from(form.to_string()))).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
-        .await
-        .unwrap_or_else(|_| panic!("POST {url}: no answer within 10 s"))
-        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
-}
-
 fn kid_of(token: &str) -> String {
     jsonwebtoken::decode_header(token).unwrap().kid.expect("a kid")
 }
 
 // ---------------------------------------------------- the real provider
-
-/// `node e2e/oidc/provider.mjs`, killed on drop.
-struct Provider {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    issuer: String,
-}
-
-impl Provider {
-    fn start(clients: &Value) -> Provider {
-        let root = repo_root();
-        let script = root.join("scripts/oidc-provider.sh");
-        for tool in ["node", "npm"] {
-            let ok = Command::new(tool)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "`{tool}` is not runnable: the OIDC provider tests need Node.js >= 18 and npm \
-                 (then `scripts/oidc-provider.sh install`)"
-            );
-        }
-        // `path` installs once (idempotent); flock keeps parallel test
-        // processes from running `npm ci` into the same directory at once.
-        let lock = std::env::temp_dir().join("larder-oidc-provider-install.lock");
-        let has_flock = Command::new("flock").arg("--version").output().is_ok();
-        let mut install = if has_flock {
-            let mut c = Command::new("flock");
-            c.arg(&lock).arg(&script);
-            c
-        } else {
-            Command::new(&script)
-        };
-        let out = install.arg("path").output().expect("run scripts/oidc-provider.sh");
-        assert!(
-            out.status.success(),
-            "scripts/oidc-provider.sh path failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dir = String::from_utf8(out.stdout).unwrap().trim().to_string();
-
-        let mut child = Command::new("node")
-            .arg(root.join("e2e/oidc/provider.mjs"))
-            .arg("--clients")
-            .arg(clients.to_string())
-            .arg("--exit-on-stdin-eof")
-            .env("NODE_PATH", Path::new(&dir).join("node_modules"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node e2e/oidc/provider.mjs");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut provider = Provider {
-            child,
-            stdin,
-            lines,
-            issuer: String::new(),
-        };
-        let started = Instant::now();
-        let line = provider.next_line(Duration::from_secs(30));
-        let issuer = line
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("provider said {line:?} before READY"));
-        provider.issuer = issuer.to_string();
-        eprintln!("oidc provider at {issuer}, ready in {:?}", started.elapsed());
-        provider
-    }
-
-    fn next_line(&mut self, wait: Duration) -> String {
-        match self.lines.recv_timeout(wait) {
-            Ok(line) => line,
-            Err(e) => {
-                let status = self.child.try_wait().ok().flatten();
-                panic!("no line from the OIDC provider within {wait:?} ({e}); exit status: {status:?}")
-            }
-        }
-    }
-
-    fn discovery_url(&self) -> String {
-        format!("{}/.well-known/openid-configuration", self.issuer)
-    }
-
-    async fn token(&self, client: &str, secret: &str, extra: &str) -> String {
-        let form = format!("grant_type=client_credentials{extra}");
-        let (status, body) = post_form(&format!("{}/token", self.issuer), Some((client, secret)), &form).await;
-        assert_eq!(status, 200, "token for {client}: {body}");
-        body["access_token"].as_str().expect("access_token").to_string()
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn two_clients() -> Value {
     json!([
@@ -227,22 +88,17 @@ fn two_clients() -> Value {
 
 #[tokio::test]
 async fn real_provider_tokens_become_users() {
-    let p = Provider::start(&two_clients());
-    let reader = p.token("reader", "reader-secret", "").await;
-    let writer = p.token("writer", "writer-secret", "").await;
-    let (status, _) = post_form(
-        &format!("{}/token", p.issuer),
-        Some(("reader", "wrong")),
-        "grant_type=client_credentials",
-    )
-    .await;
+    let p = OidcProvider::start(&two_clients());
+    let reader = p.token("reader", "reader-secret");
+    let writer = p.token("writer", "writer-secret");
+    let (status, _) = p.token_response("reader", "wrong", &[]);
     assert_eq!(status, 401, "the provider checks client secrets");
 
     // Everything configured as a production deployment would.
     let mut cfg = config(&p.discovery_url());
     cfg.client_id = Some("larder".into());
     cfg.audience = Some("larder".into());
-    cfg.issuer = Some(p.issuer.clone());
+    cfg.issuer = Some(p.issuer().to_string());
     let a = verifier(cfg.clone());
     let u = passes(&a, &reader, "reader").await;
     assert_eq!(u.username, "reader");
@@ -261,7 +117,7 @@ async fn real_provider_tokens_become_users() {
     );
 
     // Audience: checked only when configured.
-    let other_aud = p.token("reader", "reader-secret", "&resource=urn%3Aother").await;
+    let other_aud = p.token_with("reader", "reader-secret", &[("resource", "urn:other")]);
     refused(&verifier(cfg.clone()), &other_aud, "aud urn:other, audience larder").await;
     passes(
         &verifier(config(&p.discovery_url())),
@@ -278,7 +134,7 @@ async fn real_provider_tokens_become_users() {
     wrong_iss.issuer = Some("http://127.0.0.1:1".into());
     refused(&verifier(wrong_iss), &reader, "wrong issuer").await;
     let mut trailing = cfg.clone();
-    trailing.issuer = Some(format!("{}/", p.issuer));
+    trailing.issuer = Some(format!("{}/", p.issuer()));
     refused(&verifier(trailing), &reader, "issuer with a trailing slash").await;
 
     // The same through the Auth facade, built from larder.yaml's shape.
@@ -297,26 +153,23 @@ async fn real_provider_tokens_become_users() {
 
 #[tokio::test]
 async fn real_provider_key_rotation() {
-    let mut p = Provider::start(&two_clients());
+    let mut p = OidcProvider::start(&two_clients());
     let mut cfg = config(&p.discovery_url());
     cfg.audience = Some("larder".into());
-    cfg.issuer = Some(p.issuer.clone());
+    cfg.issuer = Some(p.issuer().to_string());
     let a = verifier(cfg);
 
-    let old = p.token("reader", "reader-secret", "").await;
+    let old = p.token("reader", "reader-secret");
     let first_fetch = Instant::now();
     passes(&a, &old, "token before rotation").await;
 
     // The verifier refetches on an unknown kid only if its last fetch is
     // at least 1 s old.
     tokio::time::sleep(Duration::from_millis(1100).saturating_sub(first_fetch.elapsed())).await;
-    let (status, body) = post_form(&format!("{}/rotate", p.issuer), None, "").await;
-    assert_eq!(status, 200, "{body}");
-    let new_kid = body["kid"].as_str().unwrap().to_string();
-    assert_eq!(p.next_line(Duration::from_secs(5)), format!("ROTATED {new_kid}"));
+    let new_kid = p.rotate();
     assert_ne!(new_kid, kid_of(&old));
 
-    let new = p.token("reader", "reader-secret", "").await;
+    let new = p.token("reader", "reader-secret");
     assert_eq!(kid_of(&new), new_kid);
     let u = passes(&a, &new, "token signed with the rotated key").await;
     assert_eq!(u.username, "reader");

@@ -17,9 +17,10 @@
 //! identity provider cannot be reached. The servers run at debug level and
 //! their logs must never hold a token or a client secret.
 //!
-//! - OIDC: a real provider (e2e/oidc, oidc-provider on Node.js) with the
-//!   clients `reader` (role `feast-reader`) and `stranger`; the SDK sends
-//!   static client_credentials tokens (`auth: {type: oidc, token}`).
+//! - OIDC: a real provider (e2e/oidc, oidc-provider on Node.js, run by
+//!   larder-testkit's `OidcProvider`) with the clients `reader` (role
+//!   `feast-reader`) and `stranger`; the SDK sends static client_credentials
+//!   tokens (`auth: {type: oidc, token}`).
 //! - Kubernetes: the test API server (`KUBECONFIG`, e2e/kube/testenv.sh), a
 //!   namespace of the test's own, ServiceAccounts `reader` and `stranger`
 //!   with TokenRequest tokens, a RoleBinding of the (empty) Role
@@ -34,13 +35,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use larder_testkit::oidc::OidcProvider;
 use serde_json::{Value, json};
 use support::*;
 
@@ -591,106 +592,6 @@ fn assert_no_secrets(servers: &[(&str, String)], secrets: &[&str]) {
 
 // ----------------------------------------------------------------- OIDC
 
-/// `node e2e/oidc/provider.mjs` (oidc-provider 8.8.1), killed on drop; it
-/// also exits when its stdin closes, should the test die harder.
-struct OidcProvider {
-    child: Child,
-    _stdin: Option<ChildStdin>,
-    issuer: String,
-}
-
-impl OidcProvider {
-    /// `None` (with a note) without Node.js outside CI.
-    fn start(clients: &Value) -> Option<OidcProvider> {
-        let root = repo_root();
-        for tool in ["node", "npm"] {
-            let ok = Command::new(tool)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                assert!(!in_ci(), "`{tool}` is not runnable: CI must run the OIDC e2e test");
-                eprintln!("SKIPPED: `{tool}` is not runnable (Node.js >= 18 and npm run the OIDC provider)");
-                return None;
-            }
-        }
-        // Installs once; flock keeps parallel tests from running `npm ci` at once
-        // (the same lock file as crates/auth/tests/oidc.rs).
-        let lock = std::env::temp_dir().join("larder-oidc-provider-install.lock");
-        let script = root.join("scripts/oidc-provider.sh");
-        let mut install = if Command::new("flock").arg("--version").output().is_ok() {
-            let mut c = Command::new("flock");
-            c.arg(&lock).arg(&script);
-            c
-        } else {
-            Command::new(&script)
-        };
-        let out = install.arg("path").output().expect("run scripts/oidc-provider.sh");
-        assert_success("scripts/oidc-provider.sh path", &out);
-        let dir = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        let mut child = Command::new("node")
-            .arg(root.join("e2e/oidc/provider.mjs"))
-            .arg("--clients")
-            .arg(clients.to_string())
-            .arg("--exit-on-stdin-eof")
-            .env("NODE_PATH", Path::new(&dir).join("node_modules"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node e2e/oidc/provider.mjs");
-        let stdin = child.stdin.take();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut provider = OidcProvider {
-            child,
-            _stdin: stdin,
-            issuer: String::new(),
-        };
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|e| {
-            let status = provider.child.try_wait().ok().flatten();
-            panic!("no READY from the OIDC provider within 60 s ({e}); exit status {status:?}")
-        });
-        provider.issuer = line
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("the OIDC provider said {line:?} before READY"))
-            .to_string();
-        Some(provider)
-    }
-
-    /// A client_credentials access token (HTTP Basic client authentication).
-    fn token(&self, client: &str, secret: &str) -> String {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "30", "-u", &format!("{client}:{secret}")])
-            .args(["-d", "grant_type=client_credentials"])
-            .arg(format!("{}/token", self.issuer))
-            .output()
-            .expect("run curl");
-        assert_success("token request", &out);
-        let v: Value = serde_json::from_slice(&out.stdout).expect("token response JSON");
-        v["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no access_token for {client}: {v}"))
-            .to_string()
-    }
-}
-
-impl Drop for OidcProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn oidc_feast_clients() {
     let Some(python) = feast_python() else { return };
@@ -703,11 +604,11 @@ fn oidc_feast_clients() {
         {"client_id": "stranger", "client_secret": stranger_secret},
     ]);
     let started = Instant::now();
-    let Some(provider) = OidcProvider::start(&clients) else {
+    let Some(provider) = OidcProvider::start_or_skip(&clients) else {
         return;
     };
     let provider_ready = started.elapsed().as_secs_f64();
-    let issuer = provider.issuer.clone();
+    let issuer = provider.issuer().to_string();
     let server_auth = format!(
         "  type: oidc\n  auth_discovery_url: {issuer}/.well-known/openid-configuration\n  client_id: larder\n  audience: larder\n  issuer: {issuer}\n"
     );
@@ -752,7 +653,11 @@ fn oidc_feast_clients() {
     let (code, _, body) = http(
         &format!("{url}/get-online-features"),
         Some(&json!({"features": [format!("{ALLOWED}:conv_rate")], "entities": {"driver_id": [1001]}})),
-        Some(&bearer(&other_audience_token(&provider, &reader_secret))),
+        Some(&bearer(&provider.token_with(
+            "reader",
+            &reader_secret,
+            &[("resource", "urn:other")],
+        ))),
     );
     assert_eq!(code, 401, "wrong audience: {body}");
 
@@ -786,19 +691,6 @@ fn oidc_feast_clients() {
     ];
     assert_no_secrets(&logs, &[&reader, &stranger, &reader_secret, &stranger_secret]);
     repo.report();
-}
-
-/// A reader token for `resource=urn:other` (`aud: urn:other`).
-fn other_audience_token(provider: &OidcProvider, secret: &str) -> String {
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30", "-u", &format!("reader:{secret}")])
-        .args(["-d", "grant_type=client_credentials", "-d", "resource=urn:other"])
-        .arg(format!("{}/token", provider.issuer))
-        .output()
-        .expect("run curl");
-    assert_success("token request (urn:other)", &out);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("token response JSON");
-    v["access_token"].as_str().unwrap_or_else(|| panic!("{v}")).to_string()
 }
 
 // ----------------------------------------------------------- Kubernetes

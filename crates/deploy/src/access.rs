@@ -6,14 +6,17 @@
 //!   through a ClusterRoleBinding — cluster-scoped, so it cannot be owned by
 //!   the namespaced FeatureStore: the operator selects it by
 //!   [`STORE_NAMESPACE_LABEL`] and [`STORE_LABEL`] to prune and delete it;
-//! - reading the RoleBindings of the store's namespace (Feast's roles are
-//!   the Roles bound there) through a Role and RoleBinding it owns.
+//! - with Feast Permissions deciding (`authorization: permissions`, the
+//!   default), reading the RoleBindings of the store's namespace (Feast's
+//!   roles are the Roles bound there) through a Role and RoleBinding it
+//!   owns; with `kubernetes-rbac` the API server decides and this is not
+//!   needed.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use larder_model::workloads::AuthType;
+use larder_model::workloads::{AuthType, AuthorizationMode};
 
 use crate::servers::ServerKind;
 use crate::{STORE_LABEL, Store, labels, metadata};
@@ -55,11 +58,9 @@ pub fn cluster_selector(namespace: &str, store: &str) -> String {
 }
 
 pub fn build(store: Store<'_>) -> Access {
-    let kubernetes = store
-        .spec
-        .auth
-        .as_ref()
-        .is_some_and(|a| a.auth_type == AuthType::Kubernetes);
+    let auth = store.spec.auth.as_deref();
+    let kubernetes = auth.is_some_and(|a| a.auth_type == AuthType::Kubernetes);
+    let reads_roles = auth.is_some_and(|a| a.authorization != Some(AuthorizationMode::KubernetesRbac));
     let subjects: Vec<Subject> = ServerKind::ALL
         .iter()
         .filter(|k| k.spec(store.spec).is_some_and(|s| s.is_enabled()))
@@ -105,6 +106,12 @@ pub fn build(store: Store<'_>) -> Access {
         },
         subjects: Some(subjects),
     };
+    if !reads_roles {
+        return Access {
+            cluster_role_bindings: vec![delegator],
+            ..Access::default()
+        };
+    }
     Access {
         roles: vec![role],
         role_bindings: vec![binding],
@@ -175,5 +182,15 @@ mod tests {
         assert_eq!(a.roles[0].metadata.owner_references.as_ref().unwrap()[0].uid, "u1");
         let only_feature = access("featureServer: {}\nauth: {type: kubernetes}\n");
         assert_eq!(only_feature.role_bindings[0].subjects.as_ref().unwrap().len(), 1);
+        // With RBAC decisions the API server decides: no RoleBinding reading.
+        let rbac = access("featureServer: {}\nauth: {type: kubernetes, authorization: kubernetes-rbac}\n");
+        assert_eq!(
+            (
+                rbac.roles.len(),
+                rbac.role_bindings.len(),
+                rbac.cluster_role_bindings.len()
+            ),
+            (0, 0, 1)
+        );
     }
 }

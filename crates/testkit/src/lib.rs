@@ -18,9 +18,11 @@
 //! - [`SqliteFile`]: a SQLite file path in a temporary directory of its own.
 //! - [`TcpProxy`]: a TCP proxy to cut and restore, to simulate an outage of
 //!   a shared service without stopping it.
-//! - [`objects`]: Feast objects (entity, file source, feature view) shaped
-//!   like what Feast 0.67's SDK writes.
+//! - [`objects`]: Feast objects (entity, file source, feature view,
+//!   Permission) shaped like what Feast 0.67's SDK writes.
 //! - [`feast::python`]: Feast 0.67's venv python, required in CI.
+//! - [`oidc::OidcProvider`]: a real OpenID Connect provider (Node.js)
+//!   issuing client_credentials tokens, killed when dropped.
 //! - [`unique_name`]: names (projects, key spaces) no other test uses.
 //!
 //! Constructors named `create`/`lease`/`new` are for tests: they panic with
@@ -29,6 +31,7 @@
 
 pub mod feast;
 pub mod objects;
+pub mod oidc;
 mod proxy;
 mod redis_db;
 mod sql;

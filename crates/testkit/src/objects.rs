@@ -1,6 +1,7 @@
 //! Feast objects for tests and benchmarks, shaped like what Feast 0.67's
 //! Python SDK writes: the driver entity (join key `driver_id`, INT64), a
-//! file source, and feature views over that entity.
+//! file source, feature views over that entity, and Permissions with a
+//! role-based policy.
 //!
 //! The builders return protos; [`IntoObject::object`] wraps one in the
 //! [`FeastObject`] the registry API takes.
@@ -17,10 +18,20 @@
 //!     .build();
 //! assert_eq!(wide.spec.unwrap().features.len(), 10);
 //! # let _ = (driver, stats);
+//!
+//! use larder_testkit::objects::{PermissionAction as A, PermissionType as T, permission};
+//! let readers = permission("readers")
+//!     .types(&[T::FeatureView])
+//!     .patterns(&["driver_.*"])
+//!     .actions(&[A::Describe, A::ReadOnline])
+//!     .roles(&["feast-reader"])
+//!     .build();
+//! assert_eq!(readers.spec.unwrap().actions.len(), 2);
 //! ```
 
 use larder_model::feast::FeastObject;
 use larder_protos::feast::core as fc;
+pub use larder_protos::feast::core::permission_spec::{AuthzedAction as PermissionAction, Type as PermissionType};
 pub use larder_protos::feast::types::value_type::Enum as ValueType;
 use prost_types::Timestamp;
 
@@ -47,6 +58,18 @@ impl IntoObject for fc::DataSource {
 impl IntoObject for fc::FeatureView {
     fn object(self) -> FeastObject {
         FeastObject::FeatureView(self)
+    }
+}
+
+impl IntoObject for fc::Permission {
+    fn object(self) -> FeastObject {
+        FeastObject::Permission(self)
+    }
+}
+
+impl IntoObject for PermissionBuilder {
+    fn object(self) -> FeastObject {
+        FeastObject::Permission(self.build())
     }
 }
 
@@ -189,6 +212,72 @@ fn field(name: &str, value_type: ValueType) -> fc::FeatureSpecV2 {
     }
 }
 
+/// Permission `name` with a role-based policy: no project, types, name
+/// patterns, actions or roles until the builder adds them (Feast reads no
+/// types as all types, no patterns as any name).
+pub fn permission(name: &str) -> PermissionBuilder {
+    PermissionBuilder {
+        spec: fc::PermissionSpec {
+            name: name.into(),
+            ..Default::default()
+        },
+        roles: Vec::new(),
+    }
+}
+
+/// A `Permission` under construction; [`PermissionBuilder::build`] or
+/// [`IntoObject::object`] finish it.
+#[derive(Debug, Clone)]
+pub struct PermissionBuilder {
+    spec: fc::PermissionSpec,
+    roles: Vec<String>,
+}
+
+impl PermissionBuilder {
+    pub fn project(mut self, project: &str) -> Self {
+        self.spec.project = project.into();
+        self
+    }
+
+    /// Add the protected object types.
+    pub fn types(mut self, types: &[PermissionType]) -> Self {
+        self.spec.types.extend(types.iter().map(|t| *t as i32));
+        self
+    }
+
+    /// Add name patterns (regular expressions).
+    pub fn patterns(mut self, patterns: &[&str]) -> Self {
+        self.spec.name_patterns.extend(patterns.iter().map(|p| p.to_string()));
+        self
+    }
+
+    /// Add permitted actions.
+    pub fn actions(mut self, actions: &[PermissionAction]) -> Self {
+        self.spec.actions.extend(actions.iter().map(|a| *a as i32));
+        self
+    }
+
+    /// Add roles to the policy.
+    pub fn roles(mut self, roles: &[&str]) -> Self {
+        self.roles.extend(roles.iter().map(|r| r.to_string()));
+        self
+    }
+
+    /// The proto, without meta (the registry fills it in).
+    pub fn build(mut self) -> fc::Permission {
+        self.spec.policy = Some(fc::Policy {
+            policy_type: Some(fc::policy::PolicyType::RoleBasedPolicy(fc::RoleBasedPolicy {
+                roles: self.roles,
+            })),
+            ..Default::default()
+        });
+        fc::Permission {
+            spec: Some(self.spec),
+            meta: None,
+        }
+    }
+}
+
 /// A timestamp of whole seconds since the epoch.
 pub fn ts(seconds: i64) -> Timestamp {
     Timestamp { seconds, nanos: 0 }
@@ -217,5 +306,28 @@ mod tests {
         assert_eq!(file_source("s", "/x").object().kind(), FeastKind::DataSource);
         assert_eq!(view("v").object().kind(), FeastKind::FeatureView);
         assert_eq!(view("v").no_source().build().spec.unwrap().batch_source, None);
+        assert_eq!(permission("p").object().kind(), FeastKind::Permission);
+    }
+
+    #[test]
+    fn permissions_have_a_role_based_policy() {
+        let p = permission("p")
+            .project("shop")
+            .types(&[PermissionType::FeatureView, PermissionType::Entity])
+            .patterns(&["a.*"])
+            .actions(&[PermissionAction::ReadOnline])
+            .roles(&["r", "s"])
+            .build()
+            .spec
+            .unwrap();
+        assert_eq!((p.name.as_str(), p.project.as_str()), ("p", "shop"));
+        assert_eq!(p.types, vec![0, 4]);
+        assert_eq!(p.name_patterns, vec!["a.*".to_string()]);
+        assert_eq!(p.actions, vec![PermissionAction::ReadOnline as i32]);
+        let roles = match p.policy.and_then(|p| p.policy_type) {
+            Some(fc::policy::PolicyType::RoleBasedPolicy(r)) => r.roles,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(roles, vec!["r".to_string(), "s".to_string()]);
     }
 }
