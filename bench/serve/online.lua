@@ -8,7 +8,8 @@
 --
 -- Environment: ENTITIES [1], ID_MIN [1001], ID_MAX [2000], VIEW
 -- [driver_hourly_stats], FEATURES (comma-separated names) [the ten features
--- of the driver-stats example].
+-- of the driver-stats example], TOKEN (when set and not empty, every request
+-- carries `Authorization: Bearer $TOKEN`) [unset].
 
 local entities = tonumber(os.getenv("ENTITIES") or "1")
 local id_min = tonumber(os.getenv("ID_MIN") or "1001")
@@ -25,6 +26,10 @@ end
 local prefix = '{"features":[' .. table.concat(refs, ",") .. '],"entities":{"driver_id":['
 local suffix = "]}}"
 local headers = { ["Content-Type"] = "application/json" }
+local token = os.getenv("TOKEN")
+if token and token ~= "" then
+    headers["Authorization"] = "Bearer " .. token
+end
 local ids = {}
 
 -- Each wrk thread has its own Lua state; seed each one differently.
