@@ -52,6 +52,8 @@ pub struct OidcAuthenticator {
 struct KeyCache {
     jwks_uri: Option<String>,
     set: Option<JwkSet>,
+    /// `set`'s keys, decoded once per fetch (None: unusable JWK).
+    decoded: Vec<Option<DecodingKey>>,
     fetched: Option<Instant>,
 }
 
@@ -101,6 +103,7 @@ impl OidcAuthenticator {
         };
         let doc = self.http.get_json(&uri).await.map_err(unavailable)?;
         let set: JwkSet = serde_json::from_value(doc).map_err(|e| unavailable(format!("JWKS at {uri}: {e}")))?;
+        keys.decoded = set.keys.iter().map(|k| DecodingKey::from_jwk(k).ok()).collect();
         keys.set = Some(set);
         keys.fetched = Some(Instant::now());
         Ok(())
@@ -126,7 +129,13 @@ impl OidcAuthenticator {
         }
         found
             .into_iter()
-            .map(|jwk| DecodingKey::from_jwk(jwk).map_err(|e| invalid(format!("unusable JWK: {e}"))))
+            .map(|i| {
+                keys.decoded
+                    .get(i)
+                    .cloned()
+                    .flatten()
+                    .ok_or_else(|| invalid("the matching JWK is unusable"))
+            })
             .collect()
     }
 
@@ -154,15 +163,18 @@ impl OidcAuthenticator {
     }
 }
 
-fn select<'a>(set: Option<&'a JwkSet>, kid: Option<&str>, alg: Algorithm) -> Vec<&'a Jwk> {
+/// Indices of the JWKs that can verify the token.
+fn select(set: Option<&JwkSet>, kid: Option<&str>, alg: Algorithm) -> Vec<usize> {
     let Some(set) = set else { return Vec::new() };
     set.keys
         .iter()
-        .filter(|k| match kid {
+        .enumerate()
+        .filter(|(_, k)| match kid {
             Some(kid) => k.common.key_id.as_deref() == Some(kid),
             None => true,
         })
-        .filter(|k| fits(k, alg))
+        .filter(|(_, k)| fits(k, alg))
+        .map(|(i, _)| i)
         .collect()
 }
 
