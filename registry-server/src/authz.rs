@@ -12,7 +12,8 @@ use larder_model::feast::{FeastKind, FeastObject};
 use larder_protos::feast::core as fc;
 use tonic::{Request, Status};
 
-use crate::{Service, feast_status, internal};
+use crate::Service;
+use crate::errors::{feast_status, internal};
 
 /// The Feast class of a registry kind.
 pub fn resource_type(kind: FeastKind) -> ResourceType {
