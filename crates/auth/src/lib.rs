@@ -87,6 +87,12 @@ pub fn bearer_token(header: &str) -> Result<&str, AuthError> {
     }
 }
 
+/// RBAC decisions asked for without an API server to ask: refuse (the
+/// servers pass no Permissions in that mode, which would allow everyone).
+fn no_rbac() -> AuthError {
+    AuthError::Config("authorization kubernetes-rbac has no Kubernetes client to ask".into())
+}
+
 static ANONYMOUS: LazyLock<Arc<User>> = LazyLock::new(|| Arc::new(User::anonymous()));
 
 /// Most tokens and decisions remembered at once.
@@ -227,6 +233,7 @@ impl Auth {
         let Some(e) = &self.inner else { return Ok(()) };
         match (&e.rbac, e.mode) {
             (Some(rbac), AuthorizationMode::KubernetesRbac) => rbac.check(user, resources, actions).await,
+            (None, AuthorizationMode::KubernetesRbac) => Err(no_rbac()),
             _ => Ok(permissions.check_all(user, resources, actions)?),
         }
     }
@@ -242,6 +249,7 @@ impl Auth {
         let Some(e) = &self.inner else { return Ok(true) };
         match (&e.rbac, e.mode) {
             (Some(rbac), AuthorizationMode::KubernetesRbac) => rbac.permitted(user, resource, actions).await,
+            (None, AuthorizationMode::KubernetesRbac) => Err(no_rbac()),
             _ => Ok(permissions.permitted(user, resource, actions)?),
         }
     }
@@ -309,5 +317,23 @@ mod tests {
         ));
         let off = Auth::disabled();
         assert_eq!(off.authenticate(None).await.unwrap().username, "anonymous");
+    }
+
+    /// Asked for RBAC decisions without a client, `Auth` refuses; it never
+    /// falls back to the (then empty, so open) Permissions.
+    #[tokio::test]
+    async fn rbac_mode_without_a_client_refuses() {
+        let auth = Auth::with_authenticator(
+            "test",
+            Arc::new(Fixed),
+            Duration::from_secs(10),
+            AuthorizationMode::KubernetesRbac,
+            None,
+        );
+        let user = auth.authenticate(Some("Bearer good")).await.unwrap();
+        let r = Resource::new(ResourceType::FeatureView, "v");
+        let empty = PermissionSet::default();
+        assert!(auth.check(&user, &empty, &[r], &[Action::ReadOnline]).await.is_err());
+        assert!(auth.permitted(&user, &empty, r, &[Action::Describe]).await.is_err());
     }
 }
