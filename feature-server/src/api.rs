@@ -7,24 +7,60 @@
 //! (pydantic's) error shape, `{"detail": [{"type", "loc", "msg"}]}`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value as Json};
-use utoipa::{IntoParams, OpenApi, ToSchema};
+use serde_json::{Map, Value as Json, json};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::{KnownFormat, RefOr};
+use utoipa::{IntoParams, OpenApi, PartialSchema, ToSchema};
 
-/// `POST /get-online-features`.
+/// `POST /get-online-features`. Besides what the schema says: every
+/// entity column has the same length, the join keys of the requested views
+/// are among them with values of their type (never null), and every
+/// referenced view, feature and service exists (else 400 or 404).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct GetOnlineFeaturesRequest {
     /// Join key → one value per entity row (columnar, every column the same length).
-    #[schema(value_type = Object, example = json!({"driver_id": [1001, 1002]}))]
+    #[schema(schema_with = entities_schema)]
     pub entities: Map<String, Json>,
-    /// `feature_view:feature` references; ignored when `feature_service` is set.
+    /// `feature_view:feature` references (`feature_view@vN:feature` pins a
+    /// version); ignored when `feature_service` is set.
     #[serde(default)]
-    #[schema(example = json!(["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"]))]
+    #[schema(schema_with = feature_refs_schema)]
     pub features: Vec<String>,
     /// A feature service whose features are read instead of `features`.
     pub feature_service: Option<String>,
     /// Name columns `view__feature` instead of `feature`.
     #[serde(default)]
+    #[schema(value_type = Option<bool>, default = false)]
     pub full_feature_names: bool,
+}
+
+/// Join key → values: at least one column, each a non-empty list.
+fn entities_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .min_properties(Some(1))
+        .additional_properties(Some(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(SchemaType::AnyValue))
+                .min_items(Some(1)),
+        ))
+        .examples([json!({"driver_id": [1001, 1002]})])
+}
+
+/// The grammar of a feature reference the server parses:
+/// `<view>[@<version>]:<feature>`, view and feature non-empty.
+pub const FEATURE_REF_PATTERN: &str = r"^[^:@][^:]*:[\s\S]+$";
+
+fn feature_refs_schema() -> impl Into<RefOr<Schema>> {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(FEATURE_REF_PATTERN)),
+        )
+        .default(Some(json!([])))
+        .examples([json!(["driver_hourly_stats:conv_rate", "driver_hourly_stats:acc_rate"])])
 }
 
 /// The response: one column per entity key and per feature.
@@ -43,13 +79,21 @@ pub struct OnlineFeaturesMetadata {
 /// One column: a value, a status and an event time per entity row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FeatureColumn {
-    /// JSON scalars or lists; `null` when missing.
-    #[schema(value_type = Vec<Object>)]
+    /// Any JSON value (numbers, strings, booleans, lists, objects); `null` when missing.
+    #[schema(value_type = Vec<Value>)]
     pub values: Vec<Json>,
     pub statuses: Vec<FieldStatusName>,
     /// RFC 3339 UTC; `1970-01-01T00:00:00Z` when missing.
-    #[schema(value_type = Vec<String>, format = DateTime)]
+    #[schema(schema_with = event_timestamps_schema)]
     pub event_timestamps: Vec<String>,
+}
+
+fn event_timestamps_schema() -> impl Into<RefOr<Schema>> {
+    ArrayBuilder::new().items(
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+    )
 }
 
 /// `feast.serving.FieldStatus` names.
@@ -63,8 +107,10 @@ pub enum FieldStatusName {
     Invalid,
 }
 
-/// Where `POST /push` writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Where `POST /push` writes. Feast also has `offline` and
+/// `online_and_offline`; this server has no offline-store writes and
+/// refuses them (422).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PushMode {
     #[default]
@@ -73,27 +119,71 @@ pub enum PushMode {
     OnlineAndOffline,
 }
 
-/// `POST /push`.
+/// `POST /push`. Besides what the schema says: the push source exists
+/// (else 422, Feast's `PushSourceNotFoundException`) and `df` holds every
+/// column of the views it feeds, with values of their types (else 400).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PushRequest {
+    #[schema(min_length = 1, example = "driver_stats_push")]
     pub push_source_name: String,
     /// Columnar rows: column name → values.
-    #[schema(value_type = Object, example = json!({"driver_id": [1001], "conv_rate": [0.5], "event_timestamp": ["2024-01-01T00:00:00Z"]}))]
+    #[schema(schema_with = df_schema)]
     pub df: Map<String, Json>,
+    /// Only `online` (or null, the default): this server has no
+    /// offline-store writes, so Feast's `offline` and
+    /// `online_and_offline` are refused (422, after the permission check).
     #[serde(default)]
+    #[schema(schema_with = push_to_schema)]
     pub to: PushMode,
     #[serde(default = "yes")]
+    #[schema(value_type = Option<bool>, default = true)]
     pub allow_registry_cache: bool,
 }
 
-/// `POST /write-to-online-store`.
+/// Columnar rows: column name → a list of values.
+fn df_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(
+            ArrayBuilder::new().items(ObjectBuilder::new().schema_type(SchemaType::AnyValue)),
+        ))
+        // A full row of the example's driver_hourly_stats (what its push source feeds).
+        .examples([json!({
+            "driver_id": [1001],
+            "event_timestamp": ["2024-01-08T09:00:00Z"],
+            "created": ["2024-01-08T09:05:00Z"],
+            "conv_rate": [0.5],
+            "acc_rate": [0.75],
+            "avg_daily_trips": [11],
+            "trips_today": [3],
+            "rating": [4.5],
+            "earnings_today": [99.5],
+            "online_minutes": [45],
+            "completed_trips": [1234],
+            "city": ["Oslo"],
+            "is_premium": [true],
+        })])
+}
+
+fn push_to_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
+        .enum_values(Some([json!("online"), Json::Null]))
+        .default(Some(json!("online")))
+}
+
+/// `POST /write-to-online-store`. Besides what the schema says: the view
+/// exists (else 404) and `df` holds its columns with values of their types
+/// (else 400).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WriteToOnlineStoreRequest {
+    #[schema(min_length = 1, example = "driver_hourly_stats")]
     pub feature_view_name: String,
     /// Columnar rows: column name → values.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = df_schema)]
     pub df: Map<String, Json>,
     #[serde(default = "yes")]
+    #[schema(value_type = Option<bool>, default = true)]
     pub allow_registry_cache: bool,
 }
 
@@ -101,39 +191,115 @@ fn yes() -> bool {
     true
 }
 
-/// `POST /materialize`: the window `[start_ts, end_ts)`.
+/// A naive date (midnight) or date-time (`T` or a space, optional
+/// fraction), read as UTC; every day of the year but 29 February, which
+/// the server also reads in leap years. ASCII digits only (`\d` would
+/// also match other scripts' digits in Python's `re`).
+pub const NAIVE_TIME_PATTERN: &str = concat!(
+    r"^[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))",
+    r"(?:[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?)?$"
+);
+
+/// A point in time as the server reads one: an RFC 3339 date-time, a
+/// naive date or date-time (UTC), or epoch seconds. Instants beyond the
+/// nanosecond range (before 1677 or after 2262) are clamped to it.
+fn timestamp_any_of(nullable: bool) -> AnyOfBuilder {
+    let mut b = AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(NAIVE_TIME_PATTERN)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .description(Some("Epoch seconds")),
+        );
+    if nullable {
+        b = b.item(ObjectBuilder::new().schema_type(Type::Null));
+    }
+    b.description(Some(
+        "RFC 3339 date-time, naive ISO date or date-time (UTC), or epoch seconds",
+    ))
+}
+
+fn timestamp_schema() -> impl Into<RefOr<Schema>> {
+    timestamp_any_of(false).examples([json!("2024-01-03T00:00:00Z")])
+}
+
+fn optional_timestamp_schema() -> impl Into<RefOr<Schema>> {
+    timestamp_any_of(true)
+}
+
+/// View names; `null` or empty: every view that is online.
+fn view_names_schema() -> impl Into<RefOr<Schema>> {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::Array(vec![Type::Array, Type::Null]))
+        .items(ObjectBuilder::new().schema_type(Type::String))
+        .examples([json!(["driver_hourly_stats"])])
+}
+
+/// `POST /materialize`: the window `[start_ts, end_ts)`. Besides what the
+/// schema says: `start_ts` and `end_ts` are required unless
+/// `disable_event_timestamp`, `start_ts` is before `end_ts` (else 400), and
+/// the views exist (else 404).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MaterializeRequest {
-    /// RFC 3339 or epoch seconds; required unless `disable_event_timestamp`.
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(schema_with = optional_timestamp_schema)]
     pub start_ts: Option<Json>,
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(schema_with = optional_timestamp_schema)]
     pub end_ts: Option<Json>,
-    /// Views to materialize; all when empty.
+    /// Views to materialize; all when empty or null.
     #[serde(default)]
+    #[schema(schema_with = view_names_schema)]
     pub feature_views: Vec<String>,
     /// Materialize everything up to now, whatever its event time.
     #[serde(default)]
+    #[schema(value_type = Option<bool>, default = false)]
     pub disable_event_timestamp: bool,
 }
 
-/// `POST /materialize-incremental`: from each view's last run up to `end_ts`.
+/// `POST /materialize-incremental`: from each view's last run (or
+/// `end_ts - ttl`) up to `end_ts`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct MaterializeIncrementalRequest {
-    #[schema(value_type = String, format = DateTime)]
+    #[schema(schema_with = timestamp_schema)]
     pub end_ts: Json,
+    /// Views to materialize; all when empty or null.
     #[serde(default)]
+    #[schema(schema_with = view_names_schema)]
     pub feature_views: Vec<String>,
 }
 
-/// `?async=true` on the materialize endpoints.
-#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+/// A boolean query parameter as FastAPI (pydantic) reads one, case
+/// insensitive: true, t, yes, y, on, 1; false, f, no, n, off, 0.
+pub const QUERY_BOOL_PATTERN: &str =
+    "^(?:[Tt](?:[Rr][Uu][Ee])?|[Ff](?:[Aa][Ll][Ss][Ee])?|[Yy](?:[Ee][Ss])?|[Nn][Oo]?|[Oo](?:[Nn]|[Ff][Ff])|1|0)$";
+
+fn query_bool_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(QUERY_BOOL_PATTERN))
+        .default(Some(json!("false")))
+}
+
+/// The query parameters of the materialize endpoints (Feast's), read by
+/// hand as FastAPI reads them (`materialize_query` in the crate root).
+#[derive(Debug, Clone, Default, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MaterializeQuery {
     /// Answer 202 at once and run in the background.
-    #[serde(default, rename = "async")]
-    #[param(rename = "async")]
+    #[param(rename = "async", schema_with = query_bool_schema, example = "true")]
     pub run_async: bool,
+    /// Accepted for Feast compatibility; this server never holds a view in
+    /// Feast's MATERIALIZING state, so there is nothing to override.
+    #[param(schema_with = query_bool_schema, example = "false")]
+    pub force: bool,
 }
 
 /// The 202 answer of an `?async=true` materialization.
@@ -141,6 +307,7 @@ pub struct MaterializeQuery {
 pub struct MaterializeAccepted {
     #[schema(example = "accepted")]
     pub status: String,
+    /// The views that run: those named, or every online view.
     pub feature_views: Vec<String>,
 }
 
@@ -155,10 +322,49 @@ pub struct ValidationIssue {
     #[serde(rename = "type")]
     #[schema(example = "missing")]
     pub kind: String,
+    /// Where: `body` or `query`, then the field.
     #[schema(example = json!(["body", "entities"]))]
     pub loc: Vec<String>,
     pub msg: String,
 }
+
+/// An error other than a validation failure: a JSON **string**. For
+/// Feast's own errors (unknown view or service, push source, permission)
+/// the string holds JSON, `{"module": "feast.errors", "class", "message"}`,
+/// which Feast's SDK re-raises; otherwise it is the message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(
+    example = "{\"module\": \"feast.errors\", \"class\": \"FeatureViewNotFoundException\", \"message\": \"Feature view nope does not exist in project demo\"}"
+)]
+pub struct ErrorMessage(pub String);
+
+/// A 422: a field failed validation (pydantic's shape), or Feast's
+/// `PushSourceNotFoundException` (an `ErrorMessage`) from `/push`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Unprocessable {
+    Validation(ValidationErrorBody),
+    Feast(ErrorMessage),
+}
+
+/// FastAPI's `{"detail": "..."}`: 401 (no or invalid token) and 405.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Detail {
+    #[schema(example = "Missing authentication token")]
+    pub detail: String,
+}
+
+/// The body `null` (what Feast's handlers that return nothing answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonNull;
+
+impl PartialSchema for JsonNull {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::Null).into()
+    }
+}
+
+impl ToSchema for JsonNull {}
 
 /// `GET /health` when not simply healthy (a healthy server answers 200
 /// with an empty body, as Feast does).
@@ -176,14 +382,18 @@ pub struct HealthStatus {
     pub registry_failed_refreshes: u64,
 }
 
-/// Every route, generated from the handlers' annotations and the types above.
+/// Every route, generated from the handlers' annotations and the types
+/// above; [`crate::docs::openapi`] adds what depends on the running server
+/// (limits, auth) and the responses every protected route shares.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Larder feature server",
-        description = "Feast 0.67-compatible online serving API. Errors other than 422 are a JSON string; \
-                       Feast's own errors (unknown view, service, push source) are that string holding \
-                       `{\"module\", \"class\", \"message\"}`."
+        description = "Feast 0.67-compatible online serving API. Every response body is JSON except `/metrics`. \
+                       Errors other than validation failures are a JSON string; Feast's own errors (unknown \
+                       view or service, push source, permission) are that string holding \
+                       `{\"module\", \"class\", \"message\"}`. Validation failures (422) are FastAPI's \
+                       `{\"detail\": [{\"type\", \"loc\", \"msg\"}]}`."
     ),
     paths(
         crate::get_online_features,
@@ -194,7 +404,14 @@ pub struct HealthStatus {
         crate::health,
         crate::metrics_text
     ),
-    components(schemas(ValidationErrorBody, ValidationIssue, HealthStatus))
+    components(schemas(
+        ValidationErrorBody,
+        ValidationIssue,
+        HealthStatus,
+        ErrorMessage,
+        Unprocessable,
+        Detail
+    ))
 )]
 pub struct ApiDoc;
 

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::error::ApiError;
 
 /// Paths anyone may call: probes, metrics scrapes, the API description.
-const OPEN: [&str; 4] = ["/health", "/metrics", "/openapi.json", "/docs"];
+pub const OPEN: [&str; 4] = ["/health", "/metrics", "/openapi.json", "/docs"];
 
 /// The authenticated caller of a request.
 #[derive(Clone)]

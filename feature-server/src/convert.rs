@@ -33,17 +33,47 @@ fn float(j: &Json) -> Option<f64> {
     }
 }
 
-/// Epoch seconds from an ISO-8601 string (naive = UTC) or a number.
+/// Nanoseconds since the epoch from an RFC 3339 or naive ISO-8601 date or
+/// date-time (naive = UTC) or from epoch seconds (a number); `None` when it
+/// is none of these or lies outside the nanosecond range.
 pub fn timestamp_nanos(j: &Json) -> Option<i64> {
+    match parse_instant(j)? {
+        Instant::Nanos(n) => Some(n),
+        Instant::At(d) => d.timestamp_nanos_opt(),
+    }
+}
+
+/// [`timestamp_nanos`], but an instant beyond the nanosecond range
+/// (before 1677-09-21 or after 2262-04-11, e.g. year 1 or 9999) is clamped
+/// to it instead of refused: right for a window bound, since no event time
+/// lies outside.
+pub fn timestamp_nanos_clamped(j: &Json) -> Option<i64> {
+    match parse_instant(j)? {
+        Instant::Nanos(n) => Some(n),
+        Instant::At(d) => Some(
+            d.timestamp_nanos_opt()
+                .unwrap_or(if d.timestamp() < 0 { i64::MIN } else { i64::MAX }),
+        ),
+    }
+}
+
+enum Instant {
+    /// Epoch seconds, already in nanoseconds (saturated).
+    Nanos(i64),
+    At(chrono::DateTime<chrono::Utc>),
+}
+
+fn parse_instant(j: &Json) -> Option<Instant> {
     match j {
         Json::Number(n) => n
             .as_i64()
             .map(|s| s.saturating_mul(1_000_000_000))
-            .or_else(|| n.as_f64().map(|f| (f * 1e9) as i64)),
+            .or_else(|| n.as_f64().map(|f| (f * 1e9) as i64))
+            .map(Instant::Nanos),
         Json::String(s) => {
             let s = s.trim();
             if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
-                return d.timestamp_nanos_opt();
+                return Some(Instant::At(d.to_utc()));
             }
             for f in [
                 "%Y-%m-%dT%H:%M:%S%.f",
@@ -52,13 +82,13 @@ pub fn timestamp_nanos(j: &Json) -> Option<i64> {
                 "%Y-%m-%d %H:%M:%S",
             ] {
                 if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, f) {
-                    return n.and_utc().timestamp_nanos_opt();
+                    return Some(Instant::At(n.and_utc()));
                 }
             }
-            if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-                return d.and_hms_opt(0, 0, 0).and_then(|n| n.and_utc().timestamp_nanos_opt());
-            }
-            None
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|n| Instant::At(n.and_utc()))
         }
         _ => None,
     }

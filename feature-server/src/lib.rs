@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, MatchedPath, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -221,6 +221,7 @@ impl AppState {
         let registry: Arc<dyn Registry> = self.registry.clone();
         let mut m = Materializer::new(registry, self.online.clone(), self.project.clone());
         m.postgres_url = self.postgres_url.clone();
+        m.recorder = Some(self.metrics.materialize.clone());
         m
     }
 }
@@ -228,6 +229,8 @@ impl AppState {
 /// All routes, with limits, timeouts and metrics.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.limits.max_body_bytes;
+    // The document depends on this server's limits and auth only: built once.
+    let doc = Arc::new(docs::openapi(&state.limits, state.auth.is_enabled()));
     Router::new()
         .route("/get-online-features", post(get_online_features))
         .route("/push", post(push))
@@ -236,7 +239,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/materialize-incremental", post(materialize_incremental))
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(|| async { axum::Json(docs::openapi()) }))
+        .route(
+            "/openapi.json",
+            get(move || async move { axum::Json(doc.as_ref().clone()) }),
+        )
         .route("/docs", get(|| async { axum::response::Html(docs::DOCS_HTML) }))
         .fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(json!({"detail": "Not Found"}))) })
         .method_not_allowed_fallback(|| async {
@@ -259,24 +265,32 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "other".into());
     let started = Instant::now();
-    let resp = match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::Message {
-            status: StatusCode::GATEWAY_TIMEOUT,
-            message: format!("request took longer than {:?}", state.limits.request_timeout),
+    let run = async {
+        match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::Message {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                message: format!("request took longer than {:?}", state.limits.request_timeout),
+            }
+            .into_response(),
         }
-        .into_response(),
     };
+    // The handler notes the features it resolved, for Feast's latency labels.
+    let (resp, labels) = metrics::with_feature_labels(run).await;
+    let elapsed = started.elapsed();
     state
         .metrics
         .latency
         .with_label_values(&[&endpoint])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
     state
         .metrics
         .requests
         .with_label_values(&[&endpoint, resp.status().as_str()])
         .inc();
+    state
+        .metrics
+        .observe_feast_request(&endpoint, resp.status(), elapsed, labels);
     resp
 }
 
@@ -381,7 +395,10 @@ fn push_request(mut m: serde_json::Map<String, Json>) -> Result<api::PushRequest
             return Err(ApiError::validation(
                 "enum",
                 &["to"],
-                format!("Input should be 'online', 'offline' or 'online_and_offline', got {other:?}"),
+                format!(
+                    "Input should be 'online' (Feast's 'offline' and 'online_and_offline' need \
+                     offline-store writes, which this server does not have), got {other:?}"
+                ),
             ));
         }
     };
@@ -423,10 +440,9 @@ fn loose_value(j: &Json) -> Value {
     request_body = api::GetOnlineFeaturesRequest,
     responses(
         (status = 200, description = "Values, statuses and event times per requested column", body = api::OnlineFeaturesResponse),
-        (status = 400, description = "Invalid request (a JSON string): unknown feature, wrong key type, mismatched or empty entity columns, over a limit", body = String),
-        (status = 404, description = "Unknown feature view or service (Feast's error JSON inside a JSON string)", body = String),
-        (status = 413, description = "Body larger than the limit", body = String),
-        (status = 422, description = "A field has the wrong JSON type or is missing", body = api::ValidationErrorBody),
+        (status = 400, description = "The request does not fit the registry: an unknown feature of a known view, a join key of the requested views missing from `entities`, a key value of the wrong type or null, entity columns of different lengths", body = api::ErrorMessage),
+        (status = 404, description = "Unknown feature view or service (Feast's `FeatureViewNotFoundException`, `FeatureServiceNotFoundException`)", body = api::ErrorMessage),
+        (status = 422, description = "The body is not a JSON object, or a field is missing or has the wrong JSON type", body = api::ValidationErrorBody),
     )
 )]
 async fn get_online_features(
@@ -494,6 +510,13 @@ async fn online_features(
     }
     let plan = state.plan(&features, service.as_deref()).await?;
     state.authorize_plan(user, &plan, service.as_deref()).await?;
+    // Resolved and allowed: Feast's feature counts and entity rows.
+    let feature_count = match service {
+        Some(_) => plan.views.iter().map(|v| v.features.len()).sum(),
+        None => features.len(),
+    };
+    metrics::note_features(feature_count, plan.views.len());
+    state.metrics.online_request(rows);
     let mut cols = Vec::with_capacity(entities.len());
     for (k, v) in &entities {
         let vals = v.as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -517,9 +540,7 @@ async fn online_features(
     let resp = larder_serving::execute(&plan, state.online.as_ref(), &state.project, &cols, full).await?;
     state
         .metrics
-        .store_read
-        .with_label_values(&[&state.store_kind])
-        .observe(started.elapsed().as_secs_f64());
+        .online_read(&state.store_kind, started.elapsed(), &plan, &resp, cols.len());
     Ok(encode::response_json(&resp))
 }
 
@@ -573,9 +594,8 @@ async fn write_rows(
     request_body = api::PushRequest,
     responses(
         (status = 200, description = "Written (empty body)"),
-        (status = 400, description = "A column is missing or has the wrong type (a JSON string)", body = String),
-        (status = 422, description = "Unknown push source (Feast's PushSourceNotFoundException), or a field failed validation", body = api::ValidationErrorBody),
-        (status = 501, description = "`to` offline or online_and_offline: this server has no offline-store writes", body = String),
+        (status = 400, description = "`df` does not fit the views the source feeds: a column is missing, has the wrong type or length", body = api::ErrorMessage),
+        (status = 422, description = "Unknown push source (Feast's `PushSourceNotFoundException`, a JSON string), or a field failed validation (`to` other than `online` included)", body = api::Unprocessable),
     )
 )]
 async fn push(
@@ -611,17 +631,18 @@ async fn push(
         .collect();
     state.authorize(&user, &resources, actions).await?;
     if to != api::PushMode::Online {
+        // Documented as `online` only: this server has no offline-store
+        // writes. Refused after the permission check, as Feast checks first.
         let to = if to == api::PushMode::Offline {
             "offline"
         } else {
             "online_and_offline"
         };
-        return Err(ApiError::Message {
-            status: StatusCode::NOT_IMPLEMENTED,
-            message: format!(
-                "push to {to:?} needs offline-store writes, which this server does not have yet; use \"online\""
-            ),
-        });
+        return Err(ApiError::validation(
+            "enum",
+            &["to"],
+            format!("Input should be 'online': this server has no offline-store writes (got '{to}')"),
+        ));
     }
     if targets.is_empty() {
         return Err(ApiError::Feast {
@@ -646,6 +667,7 @@ async fn push(
     for (v, b) in targets.iter().zip(&batches) {
         write_rows(&state, v, b).await?;
     }
+    state.metrics.push(&name, "online");
     Ok(StatusCode::OK)
 }
 
@@ -655,9 +677,9 @@ async fn push(
     path = "/write-to-online-store",
     request_body = api::WriteToOnlineStoreRequest,
     responses(
-        (status = 200, description = "Written (body `null`)"),
-        (status = 400, description = "A column is missing or has the wrong type (a JSON string)", body = String),
-        (status = 404, description = "Unknown feature view (Feast's error JSON inside a JSON string)", body = String),
+        (status = 200, description = "Written (body `null`)", body = api::JsonNull),
+        (status = 400, description = "`df` does not fit the view: a column is missing, has the wrong type or length", body = api::ErrorMessage),
+        (status = 404, description = "Unknown feature view (Feast's `FeatureViewNotFoundException`)", body = api::ErrorMessage),
         (status = 422, description = "A field failed validation", body = api::ValidationErrorBody),
     )
 )]
@@ -713,13 +735,78 @@ async fn write_to_online_store(
 
 use api::MaterializeQuery;
 
+/// A window bound: `None` when absent or null. Instants beyond the
+/// nanosecond range are clamped to it (no event time lies outside).
 fn time_field(value: Option<&Json>, key: &str) -> Result<Option<i64>, ApiError> {
     match value {
         None | Some(Json::Null) => Ok(None),
-        Some(j) => convert::timestamp_nanos(j)
+        Some(j) => convert::timestamp_nanos_clamped(j)
             .map(Some)
             .ok_or_else(|| ApiError::validation("datetime_parsing", &[key], format!("{j} is not a timestamp"))),
     }
+}
+
+/// A boolean query parameter as FastAPI (pydantic) reads one
+/// ([`api::QUERY_BOOL_PATTERN`]).
+fn query_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
+        "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// `?async=` and `?force=` as Feast's FastAPI reads them: the last value of
+/// each counts, anything else in the query is ignored, and a value that is
+/// no boolean is a 422 in FastAPI's shape (`loc: ["query", name]`).
+fn materialize_query(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<MaterializeQuery, ApiError> {
+    let Query(pairs) = query.map_err(|r| ApiError::Validation {
+        kind: "query_parsing",
+        loc: vec!["query".into()],
+        message: r.body_text(),
+    })?;
+    let mut q = MaterializeQuery::default();
+    for (name, slot) in [("async", &mut q.run_async), ("force", &mut q.force)] {
+        if let Some((_, v)) = pairs.iter().rev().find(|(k, _)| k == name) {
+            *slot = query_bool(v).ok_or_else(|| ApiError::Validation {
+                kind: "bool_parsing",
+                loc: vec!["query".into(), name.into()],
+                message: "Input should be a valid boolean, unable to interpret input".into(),
+            })?;
+        }
+    }
+    Ok(q)
+}
+
+/// The views a materialization runs (Feast's
+/// `_get_feature_views_to_materialize`): those named, each of which must
+/// exist (404) and be online (400), or every online view when none is.
+async fn materialize_targets(state: &AppState, names: &[String]) -> Result<Vec<String>, ApiError> {
+    let all = views(state, true).await?;
+    let online = |v: &fc::FeatureView| v.spec.as_ref().is_some_and(|s| s.online);
+    if names.is_empty() {
+        return Ok(all
+            .iter()
+            .filter(|v| online(v))
+            .map(|v| view_name(v).to_string())
+            .collect());
+    }
+    names
+        .iter()
+        .map(|n| match all.iter().find(|v| view_name(v) == n) {
+            None => Err(ApiError::Feast {
+                status: StatusCode::NOT_FOUND,
+                class: "FeatureViewNotFoundException",
+                message: format!("Feature view {n} does not exist in project {}", state.project),
+            }),
+            Some(v) if !online(v) => Err(ApiError::bad_request(format!(
+                "feature view {n} is not online: nothing to materialize"
+            ))),
+            Some(_) => Ok(n.clone()),
+        })
+        .collect()
 }
 
 async fn run_materialize(
@@ -730,25 +817,17 @@ async fn run_materialize(
     window: Option<(i64, i64)>,
     end: i64,
 ) -> Result<Response, ApiError> {
-    if state.auth.is_enabled() {
-        // WRITE_ONLINE on each view named, or on every view when none is.
-        let all: Vec<String> = if views.is_empty() {
-            self::views(&state, true)
-                .await?
-                .iter()
-                .map(|v| view_name(v).to_string())
-                .collect()
-        } else {
-            views.clone()
-        };
-        let resources: Vec<Resource<'_>> = all
-            .iter()
-            .map(|n| Resource::new(ResourceType::FeatureView, n))
-            .collect();
-        state.authorize(user, &resources, &[Action::WriteOnline]).await?;
-    }
+    // Resolved before anything runs, as Feast does (so `?async=true` answers
+    // 404 for an unknown view too, and its 202 names what will run).
+    let targets = materialize_targets(&state, &views).await?;
+    // WRITE_ONLINE on each view that will run.
+    let resources: Vec<Resource<'_>> = targets
+        .iter()
+        .map(|n| Resource::new(ResourceType::FeatureView, n))
+        .collect();
+    state.authorize(user, &resources, &[Action::WriteOnline]).await?;
     let m = state.materializer();
-    let names = Json::from(views.clone());
+    let names = Json::from(targets);
     let job = async move {
         match window {
             Some((s, e)) => m.materialize(&views, s, e, Arc::new(Quiet)).await,
@@ -800,20 +879,21 @@ async fn run_materialize(
     params(api::MaterializeQuery),
     request_body = api::MaterializeRequest,
     responses(
-        (status = 200, description = "Done (body `null`)"),
+        (status = 200, description = "Done (body `null`)", body = api::JsonNull),
         (status = 202, description = "Accepted; runs in the background (`?async=true`)", body = api::MaterializeAccepted),
-        (status = 400, description = "Invalid window (a JSON string)", body = String),
-        (status = 404, description = "Unknown feature view", body = String),
-        (status = 422, description = "A field failed validation", body = api::ValidationErrorBody),
-        (status = 500, description = "A view failed; its interval is not recorded", body = String),
+        (status = 400, description = "`start_ts` is not before `end_ts`, or a named view is not online", body = api::ErrorMessage),
+        (status = 404, description = "Unknown feature view (Feast's `FeatureViewNotFoundException`)", body = api::ErrorMessage),
+        (status = 422, description = "A body field or query parameter failed validation (`start_ts`/`end_ts` missing without `disable_event_timestamp`, not a timestamp, `?async=null`)", body = api::ValidationErrorBody),
+        (status = 500, description = "A view failed; its interval is not recorded", body = api::ErrorMessage),
     )
 )]
 async fn materialize(
     State(state): State<Arc<AppState>>,
     Extension(authz::Caller(user)): Extension<authz::Caller>,
-    Query(q): Query<MaterializeQuery>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let q = materialize_query(query)?;
     let mut m = body_json(body, state.limits.max_body_bytes)?;
     let req = api::MaterializeRequest {
         feature_views: str_list(&m, "feature_views")?,
@@ -821,13 +901,14 @@ async fn materialize(
         start_ts: m.remove("start_ts"),
         end_ts: m.remove("end_ts"),
     };
+    // Both bounds are validated even when `disable_event_timestamp` ignores them (pydantic does).
+    let start = time_field(req.start_ts.as_ref(), "start_ts")?;
+    let end = time_field(req.end_ts.as_ref(), "end_ts")?;
     let (start, end) = if req.disable_event_timestamp {
         (0, chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX))
     } else {
-        let s = time_field(req.start_ts.as_ref(), "start_ts")?
-            .ok_or_else(|| ApiError::validation("missing", &["start_ts"], "Field required"))?;
-        let e = time_field(req.end_ts.as_ref(), "end_ts")?
-            .ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
+        let s = start.ok_or_else(|| ApiError::validation("missing", &["start_ts"], "Field required"))?;
+        let e = end.ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
         (s, e)
     };
     if start >= end {
@@ -843,19 +924,21 @@ async fn materialize(
     params(api::MaterializeQuery),
     request_body = api::MaterializeIncrementalRequest,
     responses(
-        (status = 200, description = "Done (body `null`)"),
+        (status = 200, description = "Done (body `null`)", body = api::JsonNull),
         (status = 202, description = "Accepted; runs in the background (`?async=true`)", body = api::MaterializeAccepted),
-        (status = 404, description = "Unknown feature view", body = String),
-        (status = 422, description = "A field failed validation", body = api::ValidationErrorBody),
-        (status = 500, description = "A view failed; its interval is not recorded", body = String),
+        (status = 400, description = "A named view is not online", body = api::ErrorMessage),
+        (status = 404, description = "Unknown feature view (Feast's `FeatureViewNotFoundException`)", body = api::ErrorMessage),
+        (status = 422, description = "A body field or query parameter failed validation (`end_ts` missing or not a timestamp, `?async=null`)", body = api::ValidationErrorBody),
+        (status = 500, description = "A view failed; its interval is not recorded", body = api::ErrorMessage),
     )
 )]
 async fn materialize_incremental(
     State(state): State<Arc<AppState>>,
     Extension(authz::Caller(user)): Extension<authz::Caller>,
-    Query(q): Query<MaterializeQuery>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let q = materialize_query(query)?;
     let mut m = body_json(body, state.limits.max_body_bytes)?;
     let feature_views = str_list(&m, "feature_views")?;
     let end_ts = m
@@ -881,7 +964,7 @@ async fn materialize_incremental(
     get,
     path = "/health",
     responses(
-        (status = 200, description = "Serving. Empty body while the registry snapshot is current; a JSON body when the registry cannot be read and the last good snapshot is served", body = api::HealthStatus),
+        (status = 200, description = "Serving. No body (and no content type) while the registry snapshot is current, as Feast answers; while the registry cannot be read and the last good snapshot is served, a JSON `HealthStatus` with `status: stale`. OpenAPI cannot say \"no body, or this JSON\", so no content is declared here"),
         (status = 503, description = "No registry snapshot could be loaded", body = api::HealthStatus),
     )
 )]
@@ -910,8 +993,18 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 /// refresh failures, cached plans.
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")))]
 async fn metrics_text(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    state.metrics.registry_cache.observe(&state.registry.status());
+    let status = state.registry.status();
+    state.metrics.registry_cache.observe(&status);
     state.metrics.plan_cache_entries.set(state.plans.len() as i64);
+    // Freshness from the loaded snapshot only: a scrape never waits for the registry.
+    let snap = match status.generation {
+        Some(_) => tokio::time::timeout(Duration::from_millis(500), state.registry.snapshot_cached())
+            .await
+            .ok()
+            .and_then(Result::ok),
+        None => None,
+    };
+    state.metrics.observe_scrape(&state.project, snap.as_deref());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

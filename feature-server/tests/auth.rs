@@ -280,6 +280,37 @@ async fn writes_need_write_online() {
     );
 }
 
+/// With auth on, `/openapi.json` (still open) requires the bearer scheme
+/// on every protected route and documents the 401, 403 and 503 the server
+/// gives, as JSON, 401 with its `WWW-Authenticate` header.
+#[tokio::test]
+async fn openapi_documents_auth() {
+    let s = server().await;
+    let a = s.call("GET", "/openapi.json", None, &Value::Null).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let doc: Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let op = &doc["paths"]["/get-online-features"]["post"];
+    assert_eq!(op["security"], json!([{"bearer": []}]));
+    assert!(op["responses"]["401"]["headers"]["WWW-Authenticate"].is_object());
+    for (token, status) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some("bogus"), StatusCode::UNAUTHORIZED),
+        (Some("down"), StatusCode::SERVICE_UNAVAILABLE),
+        (Some("nobody-token"), StatusCode::FORBIDDEN),
+        (Some("reader-token"), StatusCode::OK),
+    ] {
+        let a = s.call("POST", "/get-online-features", token, &read_request()).await;
+        assert_eq!(a.status, status, "{token:?}: {}", a.body);
+        assert!(
+            op["responses"][a.status.as_str()]["content"]["application/json"].is_object(),
+            "{token:?}: {} is not documented as JSON",
+            a.status
+        );
+        assert_eq!(a.www_authenticate.is_some(), status == StatusCode::UNAUTHORIZED);
+    }
+}
+
 #[tokio::test]
 async fn grpc_serving_checks_the_same() {
     let s = server().await;

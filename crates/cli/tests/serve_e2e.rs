@@ -14,8 +14,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -58,66 +56,6 @@ impl Online<'_> {
             Online::Redis(_) => "redis",
         }
     }
-}
-
-/// Start `larder serve` on free ports (HTTP and gRPC: the default 6567
-/// would collide between tests running in parallel) and wait until
-/// `/health` answers 200.
-fn start_serve(cfg: &Path, log: PathBuf) -> LarderProcess {
-    let cfg = cfg.to_str().unwrap().to_string();
-    LarderProcess::start(
-        "larder serve",
-        log,
-        &[
-            "LARDER_CONFIG",
-            "LARDER_PROJECT",
-            "LARDER_REGISTRY",
-            "LARDER_HOST",
-            "LARDER_PORT",
-            "LARDER_GRPC_PORT",
-        ],
-        |port| {
-            let grpc = loop {
-                let p = free_port();
-                if p != port {
-                    break p;
-                }
-            };
-            [
-                "-c",
-                &cfg,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--grpc-port",
-                &grpc.to_string(),
-            ]
-            .map(String::from)
-            .into()
-        },
-        |port| matches!(raw_get(port, "/health"), Some((200, _))),
-    )
-}
-
-/// A minimal HTTP/1.1 GET (no curl): `(status, body)`, None if not reachable.
-fn raw_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split(' ').nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
 }
 
 /// `curl -X METHOD URL [--data BODY]`: `(status, body)`.

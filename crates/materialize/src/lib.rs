@@ -8,7 +8,13 @@
 //! A run may also be one [`Shard`] of a view: it writes only the keys that
 //! hash to that shard and records no interval, since only the caller knows
 //! when every shard has finished.
+//!
+//! Every finished view run is told to the materializer's [`Recorder`], if
+//! it has one: [`metrics::MaterializeMetrics`] turns runs into Prometheus
+//! metrics (Feast's `feast_materialization_*` families and Larder's row
+//! counts) in whichever registry the caller serves or pushes.
 
+pub mod metrics;
 mod shard;
 mod spill;
 
@@ -65,6 +71,13 @@ pub trait Progress: Send + Sync {
 pub struct Quiet;
 impl Progress for Quiet {}
 
+/// Told of every finished view run, whoever started it. Unlike
+/// [`Progress`], which each call is given, a recorder belongs to the
+/// [`Materializer`] (a server's metrics outlive any one run).
+pub trait Recorder: Send + Sync {
+    fn record(&self, report: &ViewReport);
+}
+
 #[derive(Debug)]
 pub struct ViewReport {
     pub view: String,
@@ -72,6 +85,13 @@ pub struct ViewReport {
     pub end_ns: i64,
     /// Entity rows written to the online store.
     pub rows: u64,
+    /// Rows the offline read handed over (the latest row per entity key in
+    /// the window, counted before a shard keeps its own keys).
+    pub rows_read: u64,
+    /// How long the offline read took, from its start until the source was
+    /// exhausted or failed; `None` when it never started or was abandoned
+    /// because writing failed.
+    pub read_elapsed: Option<Duration>,
     pub elapsed: Duration,
     /// The shard this run wrote; `None` for the whole view.
     pub shard: Option<Shard>,
@@ -93,6 +113,8 @@ pub struct Materializer {
     /// Write only this shard's entity keys and record no interval (the
     /// caller records it once every shard succeeded); `None` = everything.
     pub shard: Option<Shard>,
+    /// Told of every finished view run (metrics); `None`: nobody.
+    pub recorder: Option<Arc<dyn Recorder>>,
 }
 
 impl Materializer {
@@ -107,6 +129,7 @@ impl Materializer {
             dedup_capacity: ReadSpec::DEFAULT_DEDUP_CAPACITY,
             write_batch_rows: None,
             shard: None,
+            recorder: None,
         }
     }
 
@@ -196,6 +219,7 @@ impl Materializer {
                 write_batch_rows: self.write_batch_rows,
                 shard: self.shard,
                 progress: progress.clone(),
+                recorder: self.recorder.clone(),
             };
             let limit = limit.clone();
             set.spawn(async move {
@@ -228,6 +252,24 @@ struct ViewJob {
     write_batch_rows: Option<usize>,
     shard: Option<Shard>,
     progress: Arc<dyn Progress>,
+    recorder: Option<Arc<dyn Recorder>>,
+}
+
+/// The offline read of one view run, as far as it got.
+#[derive(Default)]
+struct ReadStats {
+    started: Option<Instant>,
+    rows: u64,
+    elapsed: Option<Duration>,
+}
+
+impl ReadStats {
+    /// The reader is done (exhausted or failed); the first call counts.
+    fn finish(&mut self) {
+        if self.elapsed.is_none() {
+            self.elapsed = self.started.map(|s| s.elapsed());
+        }
+    }
 }
 
 impl ViewJob {
@@ -236,7 +278,8 @@ impl ViewJob {
         self.progress.view_started(&name, start_ns, end_ns);
         let started = Instant::now();
         let mut rows = 0u64;
-        let result = self.copy(&view, &name, start_ns, end_ns, &mut rows).await;
+        let mut read = ReadStats::default();
+        let result = self.copy(&view, &name, start_ns, end_ns, &mut rows, &mut read).await;
         let result = match result {
             // A shard covers only part of the keys: the interval is not done yet.
             Ok(()) if self.shard.is_some() => Ok(()),
@@ -252,6 +295,8 @@ impl ViewJob {
             start_ns,
             end_ns,
             rows,
+            rows_read: read.rows,
+            read_elapsed: read.elapsed,
             elapsed: started.elapsed(),
             shard: self.shard,
             error: result.err(),
@@ -260,6 +305,9 @@ impl ViewJob {
             tracing::warn!(view = %report.view, error = %e, "materialization failed; interval not recorded");
         }
         self.progress.view_finished(&report);
+        if let Some(r) = &self.recorder {
+            r.record(&report);
+        }
         report
     }
 
@@ -270,6 +318,7 @@ impl ViewJob {
         start_ns: i64,
         end_ns: i64,
         rows: &mut u64,
+        read_stats: &mut ReadStats,
     ) -> Result<(), ViewError> {
         let spec = view
             .spec
@@ -301,6 +350,7 @@ impl ViewJob {
         self.online
             .update(&self.project, std::slice::from_ref(&schema), &[])
             .await?;
+        read_stats.started = Some(Instant::now());
         let mut rx = read_latest(source, read);
         // Gather reader batches up to the store's preferred write size, and
         // gather the next batch while the previous one is being written: the
@@ -310,18 +360,20 @@ impl ViewJob {
             .unwrap_or_else(|| self.online.preferred_batch_rows())
             .max(1);
         let shard = self.shard;
-        let mut next = gather(&mut rx, target, shard).await?;
+        let mut next = gather(&mut rx, target, shard, read_stats).await?;
         if self.online.prefers_key_order() && next.is_some() {
-            let second = gather(&mut rx, target, shard).await?;
+            let second = gather(&mut rx, target, shard, read_stats).await?;
             if second.is_some() {
                 return self
-                    .copy_sorted(&schema, name, [next, second], &mut rx, target, rows)
+                    .copy_sorted(&schema, name, [next, second], &mut rx, target, rows, read_stats)
                     .await;
             }
         }
         while let Some(batch) = next {
-            let (written, gathered) =
-                tokio::join!(self.write(&schema, name, &batch, rows), gather(&mut rx, target, shard));
+            let (written, gathered) = tokio::join!(
+                self.write(&schema, name, &batch, rows),
+                gather(&mut rx, target, shard, read_stats)
+            );
             written?;
             next = gathered?;
         }
@@ -330,6 +382,7 @@ impl ViewJob {
 
     /// More than one batch for a store that wants key order: sort every
     /// batch into a run on disk, then write the merged runs in key order.
+    #[allow(clippy::too_many_arguments)]
     async fn copy_sorted(
         &self,
         schema: &ViewSchema,
@@ -338,6 +391,7 @@ impl ViewJob {
         rx: &mut tokio::sync::mpsc::Receiver<Result<larder_model::rows::RowBatch, larder_offline::OfflineError>>,
         target: usize,
         rows: &mut u64,
+        read_stats: &mut ReadStats,
     ) -> Result<(), ViewError> {
         let blocking_failed = |e: tokio::task::JoinError| ViewError::Spill(std::io::Error::other(e));
         let mut runs = tokio::task::spawn_blocking(spill::Runs::new)
@@ -352,7 +406,7 @@ impl ViewJob {
                 }
                 Ok(runs)
             });
-            let (pushed, gathered) = tokio::join!(push, gather(rx, target, self.shard));
+            let (pushed, gathered) = tokio::join!(push, gather(rx, target, self.shard, read_stats));
             runs = pushed.map_err(blocking_failed)??;
             match gathered? {
                 Some(b) => pending = vec![b],
@@ -402,11 +456,16 @@ async fn gather(
     rx: &mut tokio::sync::mpsc::Receiver<Result<larder_model::rows::RowBatch, larder_offline::OfflineError>>,
     target: usize,
     shard: Option<Shard>,
+    stats: &mut ReadStats,
 ) -> Result<Option<larder_model::rows::RowBatch>, ViewError> {
     let mut pending: Option<larder_model::rows::RowBatch> = None;
     while pending.as_ref().is_none_or(|p| p.rows.len() < target) {
-        let Some(batch) = rx.recv().await else { break };
-        let mut batch = batch?;
+        let Some(batch) = rx.recv().await else {
+            stats.finish();
+            break;
+        };
+        let mut batch = batch.inspect_err(|_| stats.finish())?;
+        stats.rows += batch.rows.len() as u64;
         if let Some(shard) = shard {
             batch.rows.retain(|r| shard.contains(&r.entity_key));
         }
