@@ -69,11 +69,7 @@ impl AppState {
         if !self.auth.uses_permissions() {
             return Ok(Arc::default());
         }
-        let snap = self
-            .registry
-            .snapshot_cached()
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let snap = self.registry.snapshot_cached().await.map_err(ApiError::from)?;
         self.permissions
             .get(&self.project, snap.generation(), || {
                 snap.list(&self.project, FeastKind::Permission)

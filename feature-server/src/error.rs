@@ -117,6 +117,13 @@ impl From<larder_auth::AuthError> for ApiError {
     }
 }
 
+/// A registry that cannot be read: the request cannot be served (500).
+impl From<larder_registry::RegistryError> for ApiError {
+    fn from(e: larder_registry::RegistryError) -> Self {
+        ApiError::internal(e.to_string())
+    }
+}
+
 /// An online store that was unreachable (or lost its connection twice) is a
 /// 503: the request, a write included, is safe to repeat.
 impl From<larder_online::OnlineError> for ApiError {
@@ -134,7 +141,7 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let body = match self {
             ApiError::Feast { class, message, .. } => {
-                let inner = json!({"module": "feast.errors", "class": class, "message": message}).to_string();
+                let inner = larder_model::feast::error_detail(class, &message);
                 serde_json::Value::String(inner).to_string()
             }
             ApiError::Message { message, .. } => serde_json::Value::String(message).to_string(),

@@ -22,40 +22,39 @@ impl Serving {
     }
 }
 
-/// Feast's error details (the JSON the Python client re-raises from) on a gRPC status.
+/// Serving errors in gRPC terms, through the HTTP layer's mapping (one
+/// mapping from each error to its Feast class and status).
 fn status(e: ServeError) -> Status {
-    let message = e.to_string();
-    let (code, class) = match &e {
-        ServeError::FeatureViewNotFound { .. } => (tonic::Code::NotFound, "FeatureViewNotFoundException"),
-        ServeError::FeatureServiceNotFound { .. } => (tonic::Code::NotFound, "FeatureServiceNotFoundException"),
-        ServeError::Online(o) if o.is_retryable() => (tonic::Code::Unavailable, "FeastError"),
-        ServeError::Registry(_) | ServeError::Online(_) => (tonic::Code::Internal, "FeastError"),
-        _ => (tonic::Code::InvalidArgument, "FeastError"),
-    };
-    let details = serde_json::json!({"module": "feast.errors", "class": class, "message": message}).to_string();
-    Status::with_details(code, message, details.into_bytes().into())
+    api_status(e.into())
 }
 
-/// The HTTP layer's errors in gRPC terms.
+/// The gRPC code for an HTTP status of the same meaning.
+fn code_for(status: axum::http::StatusCode) -> tonic::Code {
+    use axum::http::StatusCode as S;
+    match status {
+        S::NOT_FOUND => tonic::Code::NotFound,
+        S::UNAUTHORIZED => tonic::Code::Unauthenticated,
+        S::FORBIDDEN => tonic::Code::PermissionDenied,
+        S::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+        S::GATEWAY_TIMEOUT => tonic::Code::DeadlineExceeded,
+        s if s.is_server_error() => tonic::Code::Internal,
+        _ => tonic::Code::InvalidArgument,
+    }
+}
+
+/// The HTTP layer's errors in gRPC terms, with Feast's error details (the
+/// JSON the Python client re-raises from; `FeastError` when no more
+/// specific class applies).
 fn api_status(e: crate::error::ApiError) -> Status {
     use crate::error::ApiError;
-    match e {
-        ApiError::Feast { status, class, message } => {
-            let code = match status {
-                axum::http::StatusCode::NOT_FOUND => tonic::Code::NotFound,
-                axum::http::StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
-                _ => tonic::Code::InvalidArgument,
-            };
-            let details = serde_json::json!({"module": "feast.errors", "class": class, "message": message}).to_string();
-            Status::with_details(code, message, details.into_bytes().into())
-        }
-        ApiError::Message { status, message } if status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
-            Status::unavailable(message)
-        }
-        ApiError::Message { status, message } if status.is_server_error() => Status::internal(message),
-        ApiError::Unauthenticated(message) => Status::unauthenticated(message),
-        ApiError::Message { message, .. } | ApiError::Validation { message, .. } => Status::invalid_argument(message),
-    }
+    let (code, class, message) = match e {
+        ApiError::Unauthenticated(message) => return Status::unauthenticated(message),
+        ApiError::Feast { status, class, message } => (code_for(status), class, message),
+        ApiError::Message { status, message } => (code_for(status), "FeastError", message),
+        ApiError::Validation { message, .. } => (tonic::Code::InvalidArgument, "FeastError", message),
+    };
+    let details = larder_model::feast::error_detail(class, &message);
+    Status::with_details(code, message, details.into_bytes().into())
 }
 
 #[tonic::async_trait]

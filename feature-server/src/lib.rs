@@ -181,11 +181,7 @@ impl AppState {
     /// The plan for these features, resolved once per registry snapshot and
     /// always against the snapshot it is served with.
     pub async fn plan(&self, features: &[String], service: Option<&str>) -> Result<Arc<Plan>, ApiError> {
-        let snap = self
-            .registry
-            .snapshot_cached()
-            .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let snap = self.registry.snapshot_cached().await.map_err(ApiError::from)?;
         let generation = snap.generation();
         let key = larder_serving::plan_key(features, service).filter(|k| k.len() <= MAX_PLAN_KEY_BYTES);
         if let Some(k) = &key
@@ -558,7 +554,7 @@ async fn views(state: &AppState, allow_cache: bool) -> Result<Vec<fc::FeatureVie
             .list(&state.project, FeastKind::FeatureView)
             .await
     }
-    .map_err(|e| ApiError::internal(e.to_string()))?;
+    .map_err(ApiError::from)?;
     Ok(objs
         .into_iter()
         .filter_map(|o| match o {

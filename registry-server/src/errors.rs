@@ -8,8 +8,7 @@ use tonic::Status;
 /// *message* (grpc-message), and the client's interceptor parses
 /// `RpcError.details()`, i.e. that message, as JSON to re-raise the class.
 pub(crate) fn feast_status(code: tonic::Code, class: &str, message: String) -> Status {
-    let details = serde_json::json!({"module": "feast.errors", "class": class, "message": message}).to_string();
-    Status::new(code, details)
+    Status::new(code, larder_model::feast::error_detail(class, &message))
 }
 
 /// NOT_FOUND with the exception class the Python client re-raises.

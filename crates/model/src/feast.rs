@@ -288,6 +288,14 @@ pub fn incremental_start(view: &fc::FeatureView, end_ns: i64) -> i64 {
     if ttl > 0 { end_ns.saturating_sub(ttl) } else { 0 }
 }
 
+/// Feast's `FeastError.to_error_detail()`: the JSON its SDK re-raises the
+/// exception class from, whatever carries it (an HTTP body as a JSON
+/// string, a gRPC status's details or message). The one place Larder
+/// writes it.
+pub fn error_detail(class: &str, message: &str) -> String {
+    serde_json::json!({"module": "feast.errors", "class": class, "message": message}).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
