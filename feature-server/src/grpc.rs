@@ -169,7 +169,9 @@ pub async fn serve(
     if let Some(identity) = tls {
         builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
     }
+    // A span per call, continuing the caller's `traceparent` (no-op without OTLP).
     builder
+        .layer(larder_runtime::telemetry::GrpcTraceLayer)
         .add_service(health)
         .add_service(svc)
         .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), shutdown)

@@ -180,6 +180,7 @@ impl AppState {
 
     /// The plan for these features, resolved once per registry snapshot and
     /// always against the snapshot it is served with.
+    #[tracing::instrument(name = "registry.plan", skip_all, fields(features = features.len(), service = service.unwrap_or_default()))]
     pub async fn plan(&self, features: &[String], service: Option<&str>) -> Result<Arc<Plan>, ApiError> {
         let snap = self.registry.snapshot_cached().await.map_err(ApiError::from)?;
         let generation = snap.generation();
@@ -249,8 +250,46 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), authz::authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn(trace_request))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// While OpenTelemetry traces are on: one server span per request (method,
+/// route, status), a child of the caller's trace when the request carries a
+/// W3C `traceparent`. Off: nothing.
+async fn trace_request(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    if !larder_runtime::telemetry::tracing_enabled() {
+        return next.run(req).await;
+    }
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "HTTP request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    {
+        // Scoped: a borrow of the request must not live across the await.
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        larder_runtime::telemetry::continue_trace(&span, header("traceparent"), header("tracestate"));
+    }
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", resp.status().as_u16());
+    if resp.status().is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    resp
 }
 
 /// Per-request timeout and metrics.

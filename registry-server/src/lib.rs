@@ -62,6 +62,7 @@ pub async fn serve_service(
     }
     let layer = tower::util::option_layer(metrics.map(metrics::MetricsLayer));
     let mut router = builder
+        .layer(larder_runtime::telemetry::GrpcTraceLayer)
         .layer(layer)
         .layer(metrics::DecodeErrorsLayer)
         .add_service(health);

@@ -41,6 +41,7 @@ impl Service {
         }
     }
 
+    #[tracing::instrument(name = "registry.get", skip_all, fields(project = %project, kind = ?kind, name = %name, cached = allow_cache))]
     pub(crate) async fn get(
         &self,
         user: &User,
@@ -60,6 +61,7 @@ impl Service {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(name = "registry.list", skip_all, fields(project = %project, kind = ?kind, cached = allow_cache))]
     pub(crate) async fn list(
         &self,
         user: &User,

@@ -32,6 +32,7 @@ use larder_protos::prost_types::Timestamp;
 use larder_registry::Registry;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MaterializeError {
@@ -205,6 +206,7 @@ impl Materializer {
         Ok(self.run(work, progress).await)
     }
 
+    #[tracing::instrument(name = "materialize", skip_all, fields(project = %self.project, views = work.len(), shard = ?self.shard))]
     async fn run(&self, work: Vec<(fc::FeatureView, i64, i64)>, progress: Arc<dyn Progress>) -> Vec<ViewReport> {
         let limit = Arc::new(Semaphore::new(self.max_parallel_views.max(1)));
         let mut set = JoinSet::new();
@@ -222,10 +224,20 @@ impl Materializer {
                 recorder: self.recorder.clone(),
             };
             let limit = limit.clone();
-            set.spawn(async move {
-                let _permit = limit.acquire_owned().await;
-                (i, job.run(view, start, end).await)
-            });
+            // A child of the run's span, also in the spawned task.
+            let span = tracing::info_span!(
+                "materialize.view",
+                view = view.spec.as_ref().map_or("", |s| s.name.as_str()),
+                start_ns = start,
+                end_ns = end,
+            );
+            set.spawn(
+                async move {
+                    let _permit = limit.acquire_owned().await;
+                    (i, job.run(view, start, end).await)
+                }
+                .instrument(span),
+            );
         }
         let mut reports: Vec<(usize, ViewReport)> = Vec::new();
         while let Some(done) = set.join_next().await {

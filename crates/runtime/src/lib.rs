@@ -4,7 +4,8 @@
 //!
 //! - [`run_binary`]: logging, a multi-threaded Tokio runtime, and a failed
 //!   job printed as `error: …` with exit status 1;
-//! - [`telemetry`]: the tracing subscriber on stderr;
+//! - [`telemetry`]: the tracing subscriber on stderr, and OpenTelemetry
+//!   traces over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (feature `otel`);
 //! - [`shutdown`]: SIGINT/SIGTERM as a future, shareable by several listeners;
 //! - [`tls`]: a PEM certificate chain and private key read from files
 //!   (cargo features `tonic` and `rustls` for what the servers need);
@@ -13,6 +14,8 @@
 use std::fmt::Display;
 use std::process::ExitCode;
 
+#[cfg(feature = "otel")]
+mod otel;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
@@ -46,27 +49,48 @@ pub fn run_binary<E: Display>(default_level: &str, job: impl Future<Output = Res
 }
 
 /// [`run_binary`] with the log line format the binary was asked for
-/// (`--log-format`).
+/// (`--log-format`). Both also export OpenTelemetry traces when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`telemetry::init_traced`], service
+/// name: the executable's), flushed when `job` ends.
 pub fn run_binary_with<E: Display>(
     default_level: &str,
     format: telemetry::LogFormat,
     job: impl Future<Output = Result<(), E>>,
 ) -> ExitCode {
-    telemetry::init_with(default_level, format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
+            telemetry::init_with(default_level, format);
             eprintln!("error: cannot start runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(job) {
+    // Inside the runtime: the OTLP exporter's connection lives on it.
+    let tracing = {
+        let _enter = runtime.enter();
+        telemetry::init_traced(default_level, format, &binary_name())
+    };
+    let result = runtime.block_on(job);
+    // Flush the last spans while the runtime (and the exporter's connection) still runs.
+    tracing.shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The running executable's file name (`larder`, `feature-server`, …): the
+/// default `service.name` of its spans.
+fn binary_name() -> String {
+    std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "larder".into())
 }
 
 #[cfg(test)]

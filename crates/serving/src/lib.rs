@@ -390,6 +390,11 @@ pub async fn get_online_features(
 }
 
 /// Read a resolved plan for the given entity rows.
+#[tracing::instrument(
+    name = "online.read",
+    skip_all,
+    fields(project = %project, views = plan.views.len(), rows = entities.first().map_or(0, |(_, v)| v.len()))
+)]
 pub async fn execute(
     plan: &Plan,
     online: &dyn OnlineStore,

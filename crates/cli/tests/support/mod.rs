@@ -129,6 +129,18 @@ impl LarderProcess {
         args: impl Fn(u16) -> Vec<String>,
         ready: impl Fn(u16) -> bool,
     ) -> Self {
+        Self::start_env(what, log, &[], env_remove, args, ready)
+    }
+
+    /// [`LarderProcess::start`] with the variables in `env` set.
+    pub fn start_env(
+        what: &str,
+        log: PathBuf,
+        env: &[(&str, &str)],
+        env_remove: &[&str],
+        args: impl Fn(u16) -> Vec<String>,
+        ready: impl Fn(u16) -> bool,
+    ) -> Self {
         use std::process::Stdio;
         use std::time::{Duration, Instant};
         let mut last = String::new();
@@ -140,6 +152,7 @@ impl LarderProcess {
             for v in env_remove {
                 cmd.env_remove(v);
             }
+            cmd.envs(env.iter().copied());
             let child = cmd
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
@@ -223,18 +236,28 @@ pub fn free_port() -> u16 {
 /// would collide between tests running in parallel) and wait until
 /// `/health` answers 200.
 pub fn start_serve(cfg: &Path, log: PathBuf) -> LarderProcess {
+    start_serve_env(cfg, log, &[], &[])
+}
+
+/// [`start_serve`] with the variables in `env` set and those in `env_remove` unset.
+pub fn start_serve_env(cfg: &Path, log: PathBuf, env: &[(&str, &str)], env_remove: &[&str]) -> LarderProcess {
     let cfg = cfg.to_str().unwrap().to_string();
-    LarderProcess::start(
+    let remove: Vec<&str> = [
+        "LARDER_CONFIG",
+        "LARDER_PROJECT",
+        "LARDER_REGISTRY",
+        "LARDER_HOST",
+        "LARDER_PORT",
+        "LARDER_GRPC_PORT",
+    ]
+    .into_iter()
+    .chain(env_remove.iter().copied())
+    .collect();
+    LarderProcess::start_env(
         "larder serve",
         log,
-        &[
-            "LARDER_CONFIG",
-            "LARDER_PROJECT",
-            "LARDER_REGISTRY",
-            "LARDER_HOST",
-            "LARDER_PORT",
-            "LARDER_GRPC_PORT",
-        ],
+        env,
+        &remove,
         |port| {
             let grpc = loop {
                 let p = free_port();
