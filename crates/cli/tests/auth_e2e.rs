@@ -36,7 +36,6 @@
 mod support;
 
 use std::io::Write;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -113,88 +112,6 @@ fn unique() -> String {
 }
 
 // ------------------------------------------------------------ the servers
-
-/// Start `larder -vv serve` on free ports (HTTP and gRPC) and wait until
-/// `/health` (open without a token) answers 200.
-fn start_serve(cfg: &Path, log: PathBuf) -> LarderProcess {
-    let cfg = cfg.to_str().unwrap().to_string();
-    LarderProcess::start(
-        "larder serve",
-        log,
-        &[
-            "LARDER_CONFIG",
-            "LARDER_PROJECT",
-            "LARDER_REGISTRY",
-            "LARDER_HOST",
-            "LARDER_PORT",
-            "LARDER_GRPC_PORT",
-            "RUST_LOG",
-        ],
-        |port| {
-            let grpc = loop {
-                let p = free_port();
-                if p != port {
-                    break p;
-                }
-            };
-            [
-                "-vv",
-                "-c",
-                &cfg,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--grpc-port",
-                &grpc.to_string(),
-            ]
-            .map(String::from)
-            .into()
-        },
-        |port| {
-            let url = format!("http://127.0.0.1:{port}/health");
-            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
-                && http(&url, None, None).0 == 200
-        },
-    )
-}
-
-/// Start `larder -vv registry-server` on a free port and wait until it
-/// accepts TCP connections.
-fn start_registry_server(cfg: &Path, log: PathBuf) -> LarderProcess {
-    let cfg = cfg.to_str().unwrap().to_string();
-    LarderProcess::start(
-        "larder registry-server",
-        log,
-        &[
-            "LARDER_CONFIG",
-            "LARDER_PROJECT",
-            "LARDER_REGISTRY",
-            "LARDER_HOST",
-            "LARDER_REGISTRY_PORT",
-            "LARDER_REGISTRY_METRICS_PORT",
-            "RUST_LOG",
-        ],
-        |port| {
-            [
-                "-vv",
-                "-c",
-                &cfg,
-                "registry-server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--metrics-port",
-                "0",
-            ]
-            .map(String::from)
-            .into()
-        },
-        |port| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok(),
-    )
-}
 
 /// One HTTP call with curl: `(status, lower-cased response headers, body)`.
 /// `authorization` is the whole header value.
@@ -338,9 +255,9 @@ impl Repo {
 
     fn start_servers(&mut self, cfg: &Path) -> (LarderProcess, LarderProcess) {
         let (serve_log, registry_log) = (self.path().join("serve.log"), self.path().join("registry.log"));
-        let serve = self.timed("larder serve until /health", || start_serve(cfg, serve_log));
+        let serve = self.timed("larder serve until /health", || start_serve_verbose(cfg, serve_log));
         let registry = self.timed("larder registry-server until listening", || {
-            start_registry_server(cfg, registry_log)
+            start_registry_server(cfg, registry_log, Verbosity::Debug, 0)
         });
         (serve, registry)
     }
@@ -668,7 +585,9 @@ fn oidc_feast_clients() {
         &format!("  type: oidc\n  auth_discovery_url: http://127.0.0.1:{dead}/.well-known/openid-configuration\n"),
     );
     let log = repo.path().join("serve-unreachable.log");
-    let down = repo.timed("larder serve (provider unreachable)", || start_serve(&unreachable, log));
+    let down = repo.timed("larder serve (provider unreachable)", || {
+        start_serve_verbose(&unreachable, log)
+    });
     let body = json!({"features": [format!("{ALLOWED}:conv_rate")], "entities": {"driver_id": [1001]}});
     let (code, _, text) = http(
         &format!("http://127.0.0.1:{}/get-online-features", down.port),

@@ -251,80 +251,6 @@ const FEAST_FAMILIES: &[(&str, &str, &[&str])] = &[
     ("feast_offline_store_row_count", "histogram", &["method"]),
 ];
 
-fn start_serve(cfg: &Path, log: PathBuf) -> LarderProcess {
-    let cfg = cfg.to_str().unwrap().to_string();
-    LarderProcess::start(
-        "larder serve",
-        log,
-        &[
-            "LARDER_CONFIG",
-            "LARDER_PROJECT",
-            "LARDER_REGISTRY",
-            "LARDER_HOST",
-            "LARDER_PORT",
-            "LARDER_GRPC_PORT",
-        ],
-        |port| {
-            let grpc = loop {
-                let p = free_port();
-                if p != port {
-                    break p;
-                }
-            };
-            [
-                "-c",
-                &cfg,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--grpc-port",
-                &grpc.to_string(),
-            ]
-            .map(String::from)
-            .into()
-        },
-        |port| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok(),
-    )
-}
-
-fn start_registry_server(cfg: &Path, log: PathBuf, metrics_port: u16) -> LarderProcess {
-    let cfg = cfg.to_str().unwrap().to_string();
-    LarderProcess::start(
-        "larder registry-server",
-        log,
-        &[
-            "LARDER_CONFIG",
-            "LARDER_PROJECT",
-            "LARDER_REGISTRY",
-            "LARDER_HOST",
-            "LARDER_REGISTRY_PORT",
-            "LARDER_REGISTRY_METRICS_PORT",
-        ],
-        move |port| {
-            [
-                "-c",
-                &cfg,
-                "registry-server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--metrics-port",
-                &metrics_port.to_string(),
-            ]
-            .map(String::from)
-            .into()
-        },
-        move |port| {
-            [port, metrics_port]
-                .iter()
-                .all(|p| TcpStream::connect_timeout(&([127, 0, 0, 1], *p).into(), Duration::from_millis(200)).is_ok())
-        },
-    )
-}
-
 /// One driver's row for /push (columnar `df`).
 fn push_row(id: i64) -> Value {
     json!({
@@ -400,7 +326,7 @@ fn feature_server_metrics(dir: &Path, cfg: &Path) -> Scrape {
 
 async fn registry_server_metrics(dir: &Path, cfg: &Path) -> Scrape {
     let metrics_port = free_port();
-    let server = start_registry_server(cfg, dir.join("registry-server.log"), metrics_port);
+    let server = start_registry_server(cfg, dir.join("registry-server.log"), Verbosity::Default, metrics_port);
     let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", server.port))
         .unwrap()
         .connect()

@@ -21,7 +21,7 @@
 mod support;
 
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -31,41 +31,6 @@ use support::*;
 
 const START: &str = "2024-01-01T00:00:00";
 const END: &str = "2024-01-01T02:00:00";
-
-/// Start `larder registry-server` on a free port and wait until it
-/// accepts TCP connections.
-fn start_registry_server(cfg: &Path, log: PathBuf) -> LarderProcess {
-    let cfg = cfg.to_str().unwrap().to_string();
-    LarderProcess::start(
-        "larder registry-server",
-        log,
-        &[
-            "LARDER_CONFIG",
-            "LARDER_PROJECT",
-            "LARDER_REGISTRY",
-            "LARDER_HOST",
-            "LARDER_REGISTRY_PORT",
-            "LARDER_REGISTRY_METRICS_PORT",
-        ],
-        |port| {
-            [
-                "-c",
-                &cfg,
-                "registry-server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                // No side port: tests run at once and would all want the default 6571.
-                "--metrics-port",
-                "0",
-            ]
-            .map(String::from)
-            .into()
-        },
-        |port| TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok(),
-    )
-}
 
 fn addr(server: &LarderProcess) -> String {
     format!("127.0.0.1:{}", server.port)
@@ -228,7 +193,7 @@ fn round_trip(python: &Path, registry_url: &str, dir: &Path) {
         format!("project: growth\nregistry:\n  registry_type: sql\n  path: {registry_url}\n  cache_ttl_seconds: 1\n"),
     )
     .unwrap();
-    let server = start_registry_server(&cfg, dir.join("server.log"));
+    let server = start_registry_server(&cfg, dir.join("server.log"), Verbosity::Default, 0);
 
     let repo = dir.join("growth");
     prepare_repo(python, &repo, &addr(&server));

@@ -241,6 +241,41 @@ pub fn start_serve(cfg: &Path, log: PathBuf) -> LarderProcess {
 
 /// [`start_serve`] with the variables in `env` set and those in `env_remove` unset.
 pub fn start_serve_env(cfg: &Path, log: PathBuf, env: &[(&str, &str)], env_remove: &[&str]) -> LarderProcess {
+    serve(cfg, log, Verbosity::Default, env, env_remove)
+}
+
+/// [`start_serve`] logging at debug level (`-vv`, `RUST_LOG` unset), for
+/// tests that read the server's log.
+pub fn start_serve_verbose(cfg: &Path, log: PathBuf) -> LarderProcess {
+    serve(cfg, log, Verbosity::Debug, &[], &[])
+}
+
+/// How much a started server logs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// The binary's default (or `RUST_LOG`).
+    Default,
+    /// `-vv` with `RUST_LOG` unset.
+    Debug,
+}
+
+impl Verbosity {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Verbosity::Default => &[],
+            Verbosity::Debug => &["-vv"],
+        }
+    }
+
+    fn env_remove(self) -> &'static [&'static str] {
+        match self {
+            Verbosity::Default => &[],
+            Verbosity::Debug => &["RUST_LOG"],
+        }
+    }
+}
+
+fn serve(cfg: &Path, log: PathBuf, verbosity: Verbosity, env: &[(&str, &str)], env_remove: &[&str]) -> LarderProcess {
     let cfg = cfg.to_str().unwrap().to_string();
     let remove: Vec<&str> = [
         "LARDER_CONFIG",
@@ -251,6 +286,7 @@ pub fn start_serve_env(cfg: &Path, log: PathBuf, env: &[(&str, &str)], env_remov
         "LARDER_GRPC_PORT",
     ]
     .into_iter()
+    .chain(verbosity.env_remove().iter().copied())
     .chain(env_remove.iter().copied())
     .collect();
     LarderProcess::start_env(
@@ -265,21 +301,70 @@ pub fn start_serve_env(cfg: &Path, log: PathBuf, env: &[(&str, &str)], env_remov
                     break p;
                 }
             };
-            [
-                "-c",
-                &cfg,
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--grpc-port",
-                &grpc.to_string(),
-            ]
-            .map(String::from)
-            .into()
+            let mut args: Vec<String> = verbosity.args().iter().map(|a| a.to_string()).collect();
+            args.extend(
+                [
+                    "-c",
+                    &cfg,
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--grpc-port",
+                    &grpc.to_string(),
+                ]
+                .map(String::from),
+            );
+            args
         },
         |port| matches!(raw_get(port, "/health"), Some((200, _))),
+    )
+}
+
+/// Start `larder registry-server` on a free port and wait until it accepts
+/// TCP connections, and so does its side port `metrics_port` (0: no side
+/// port; tests run at once and would all want the default 6571).
+pub fn start_registry_server(cfg: &Path, log: PathBuf, verbosity: Verbosity, metrics_port: u16) -> LarderProcess {
+    let cfg = cfg.to_str().unwrap().to_string();
+    let remove: Vec<&str> = [
+        "LARDER_CONFIG",
+        "LARDER_PROJECT",
+        "LARDER_REGISTRY",
+        "LARDER_HOST",
+        "LARDER_REGISTRY_PORT",
+        "LARDER_REGISTRY_METRICS_PORT",
+    ]
+    .into_iter()
+    .chain(verbosity.env_remove().iter().copied())
+    .collect();
+    let accepts = |p: u16| {
+        std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], p).into(), std::time::Duration::from_millis(200)).is_ok()
+    };
+    LarderProcess::start_env(
+        "larder registry-server",
+        log,
+        &[],
+        &remove,
+        move |port| {
+            let mut args: Vec<String> = verbosity.args().iter().map(|a| a.to_string()).collect();
+            args.extend(
+                [
+                    "-c",
+                    &cfg,
+                    "registry-server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    &port.to_string(),
+                    "--metrics-port",
+                    &metrics_port.to_string(),
+                ]
+                .map(String::from),
+            );
+            args
+        },
+        move |port| accepts(port) && (metrics_port == 0 || accepts(metrics_port)),
     )
 }
 
