@@ -34,13 +34,12 @@ pub async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, 
     if OPEN.contains(&req.uri().path()) {
         return next.run(req).await;
     }
-    match state.auth.authenticate(header_value(req.headers())).await {
+    match state.authenticate(header_value(req.headers())).await {
         Ok(user) => {
             req.extensions_mut().insert(Caller(user));
             next.run(req).await
         }
         Err(e) => {
-            state.metrics.auth_failures.with_label_values(&[e.label()]).inc();
             tracing::info!(reason = %e, path = %req.uri().path(), "request refused");
             ApiError::from(e).into_response()
         }
@@ -48,6 +47,15 @@ pub async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, 
 }
 
 impl AppState {
+    /// The caller behind an `Authorization` value (HTTP header or gRPC
+    /// metadata); a refusal is counted by reason.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Arc<User>, AuthError> {
+        self.auth
+            .authenticate(authorization)
+            .await
+            .inspect_err(|e| self.metrics.auth_failures.with_label_values(&[e.label()]).inc())
+    }
+
     /// Refuses unless `user` may do `actions` on every resource.
     pub async fn authorize(&self, user: &User, resources: &[Resource<'_>], actions: &[Action]) -> Result<(), ApiError> {
         if !self.auth.is_enabled() {

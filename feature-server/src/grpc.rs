@@ -76,10 +76,11 @@ impl ServingService for Serving {
             .metadata()
             .get("authorization")
             .map(|v| v.to_str().unwrap_or("invalid"));
-        let user = self.state.auth.authenticate(header).await.map_err(|e| {
-            self.state.metrics.auth_failures.with_label_values(&[e.label()]).inc();
-            api_status(e.into())
-        })?;
+        let user = self
+            .state
+            .authenticate(header)
+            .await
+            .map_err(|e| api_status(e.into()))?;
         let req = request.into_inner();
         let limits = &self.state.limits;
         let (features, service) = match req.kind {

@@ -22,7 +22,7 @@ use kube::{Api, Client};
 use crate::{AuthError, Authenticate, KubeSubject, User};
 
 /// The longest an API server call may take before the request is refused.
-const API_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const API_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct KubeAuthenticator {
     client: Client,

@@ -24,11 +24,10 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use crate::cache::TtlCache;
+use crate::kubernetes::API_TIMEOUT;
 use crate::{Action, AuthError, Denied, Resource, ResourceType, User};
 
 pub const GROUP: &str = "larder.dev";
-
-const API_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The question a decision asks the API server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
