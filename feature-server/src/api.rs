@@ -396,13 +396,13 @@ pub struct HealthStatus {
                        `{\"detail\": [{\"type\", \"loc\", \"msg\"}]}`."
     ),
     paths(
-        crate::get_online_features,
-        crate::push,
-        crate::write_to_online_store,
-        crate::materialize,
-        crate::materialize_incremental,
-        crate::health,
-        crate::metrics_text
+        crate::http::online::get_online_features,
+        crate::http::write::push,
+        crate::http::write::write_to_online_store,
+        crate::http::materialize::materialize,
+        crate::http::materialize::materialize_incremental,
+        crate::http::ops::health,
+        crate::http::ops::metrics_text
     ),
     components(schemas(
         ValidationErrorBody,
@@ -459,16 +459,16 @@ mod tests {
         let body = |v: serde_json::Value| v.as_object().unwrap().clone();
         let online = serde_json::json!({"entities": {"driver_id": [1001, 1002]}, "features": ["v:a"], "full_feature_names": true});
         assert_eq!(
-            crate::online_request(body(online.clone())).unwrap(),
+            crate::request::online_request(body(online.clone())).unwrap(),
             serde_json::from_value::<GetOnlineFeaturesRequest>(online).unwrap()
         );
         let push = serde_json::json!({"push_source_name": "p", "df": {"x": [1]}, "to": "online_and_offline"});
-        let parsed = crate::push_request(body(push.clone())).unwrap();
+        let parsed = crate::request::push_request(body(push.clone())).unwrap();
         assert_eq!(parsed.to, PushMode::OnlineAndOffline);
         assert_eq!(parsed, serde_json::from_value::<PushRequest>(push).unwrap());
         let write = serde_json::json!({"feature_view_name": "v", "df": {"x": [1]}, "allow_registry_cache": false});
         assert_eq!(
-            crate::write_request(body(write.clone())).unwrap(),
+            crate::request::write_request(body(write.clone())).unwrap(),
             serde_json::from_value::<WriteToOnlineStoreRequest>(write).unwrap()
         );
     }

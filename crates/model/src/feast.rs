@@ -38,6 +38,14 @@ impl FeastKind {
         FeastKind::Permission,
     ];
 
+    /// The view kinds: one name space per project ([`FeastKind::is_view`]).
+    pub const VIEWS: [FeastKind; 4] = [
+        FeastKind::FeatureView,
+        FeastKind::StreamFeatureView,
+        FeastKind::OnDemandFeatureView,
+        FeastKind::LabelView,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FeastKind::Project => "Project",

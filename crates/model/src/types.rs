@@ -55,9 +55,14 @@ const TABLE: &[(i32, &str, &str)] = &[
 pub struct FeatureType(i32);
 
 impl FeatureType {
+    pub const BYTES: FeatureType = FeatureType(1);
     pub const STRING: FeatureType = FeatureType(2);
     pub const INT32: FeatureType = FeatureType(3);
     pub const INT64: FeatureType = FeatureType(4);
+    pub const DOUBLE: FeatureType = FeatureType(5);
+    pub const FLOAT: FeatureType = FeatureType(6);
+    pub const BOOL: FeatureType = FeatureType(7);
+    pub const UNIX_TIMESTAMP: FeatureType = FeatureType(8);
 
     /// The `feast.types.ValueType.Enum` number.
     pub fn value_type(self) -> i32 {
@@ -67,6 +72,13 @@ impl FeatureType {
     /// From a stored `ValueType` number; `None` for INVALID, NULL and unknown numbers.
     pub fn from_value_type(n: i32) -> Option<Self> {
         TABLE.iter().any(|(v, _, _)| *v == n).then_some(Self(n))
+    }
+
+    /// The type a stored proto declares, kept as it is even when the number
+    /// is INVALID (0) or unknown to Larder, so it round-trips unchanged
+    /// ([`FeatureType::from_value_type`] refuses those).
+    pub fn from_proto(n: i32) -> Self {
+        Self(n)
     }
 
     /// The Feast Python type name (`Float32`), the canonical spelling in manifests.
@@ -89,7 +101,10 @@ impl FeatureType {
 
     /// Types an entity join key may have (those entity-key serialization supports).
     pub fn is_entity_key_type(self) -> bool {
-        matches!(self.0, 1 | 2 | 3 | 4 | 8)
+        matches!(
+            self,
+            Self::BYTES | Self::STRING | Self::INT32 | Self::INT64 | Self::UNIX_TIMESTAMP
+        )
     }
 
     /// Every accepted spelling without spaces: Python names (`Array(Int64)`) and ValueType names (`INT64_LIST`).

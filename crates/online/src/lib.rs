@@ -27,6 +27,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use larder_model::rows::{EntityRow, RowBatch};
+use larder_model::types::FeatureType;
 use larder_protos::feast::core as fc;
 use larder_protos::feast::types::Value;
 
@@ -36,8 +37,23 @@ pub use config::{OnlineStoreConfig, open};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewSchema {
     pub name: String,
-    /// (feature name, Feast `ValueType` number).
-    pub features: Vec<(String, i32)>,
+    pub features: Vec<ViewFeature>,
+}
+
+/// A feature of a view: its name and declared type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewFeature {
+    pub name: String,
+    pub value_type: FeatureType,
+}
+
+impl ViewFeature {
+    pub fn new(name: impl Into<String>, value_type: FeatureType) -> Self {
+        Self {
+            name: name.into(),
+            value_type,
+        }
+    }
 }
 
 impl ViewSchema {
@@ -45,12 +61,16 @@ impl ViewSchema {
         let spec = view.spec.clone().unwrap_or_default();
         Self {
             name: spec.name,
-            features: spec.features.iter().map(|f| (f.name.clone(), f.value_type)).collect(),
+            features: spec
+                .features
+                .iter()
+                .map(|f| ViewFeature::new(f.name.clone(), FeatureType::from_proto(f.value_type)))
+                .collect(),
         }
     }
 
     pub fn has_string_feature(&self) -> bool {
-        self.features.iter().any(|(_, t)| *t == 2)
+        self.features.iter().any(|f| f.value_type == FeatureType::STRING)
     }
 }
 

@@ -226,7 +226,7 @@ impl RedisStore {
         let mut fields: Vec<Vec<u8>> = view
             .features
             .iter()
-            .map(|(f, _)| redis_field(&view.name, f).to_vec())
+            .map(|f| redis_field(&view.name, &f.name).to_vec())
             .collect();
         fields.push(format!("_ts:{}", view.name).into_bytes());
         let mut conn = self.conn.clone();

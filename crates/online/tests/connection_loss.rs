@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use larder_model::entity_key::serialize_entity_key;
 use larder_model::rows::{EntityRow, RowBatch};
+use larder_model::types::FeatureType;
 use larder_online::mysql::{MySqlSettings, MySqlStore};
 use larder_online::postgres::{PostgresSettings, PostgresStore};
 use larder_online::redis_store::{POOLED_READ_MIN_KEYS, RedisSettings, RedisStore};
-use larder_online::{OnlineError, OnlineStore, Operation, ReadRow, ViewSchema};
+use larder_online::{OnlineError, OnlineStore, Operation, ReadRow, ViewFeature, ViewSchema};
 use larder_protos::feast::types::value::Val;
 use larder_protos::feast::types::{EntityKey, Value};
 use larder_testkit::{MYSQL_ADMIN_URL, MySqlDatabase, PG_ADMIN_URL, PgDatabase, REDIS_ADDR, RedisDb, unique_name};
@@ -56,7 +57,10 @@ struct Backend {
 fn schema() -> ViewSchema {
     ViewSchema {
         name: "stats".into(),
-        features: vec![("n".into(), 4), ("s".into(), 2)],
+        features: vec![
+            ViewFeature::new("n", FeatureType::INT64),
+            ViewFeature::new("s", FeatureType::STRING),
+        ],
     }
 }
 

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use larder_model::entity_key::serialize_entity_key;
 use larder_model::rows::{EntityRow, RowBatch};
+use larder_model::types::FeatureType;
 use larder_online::mysql::{MySqlSettings, MySqlStore};
 use larder_online::postgres::{PostgresSettings, PostgresStore};
 use larder_online::redis_store::{RedisSettings, RedisStore};
 use larder_online::sqlite::SqliteStore;
-use larder_online::{OnlineStore, ViewSchema};
+use larder_online::{OnlineStore, ViewFeature, ViewSchema};
 use larder_protos::feast::types::value::Val;
 use larder_protos::feast::types::*;
 use larder_testkit::{MySqlDatabase, PgDatabase, REDIS_ADDR, SqlDatabase, unique_name};
@@ -174,7 +175,10 @@ fn all_types() -> (ViewSchema, Vec<String>, Vec<Value>) {
     ];
     let schema = ViewSchema {
         name: "stats".into(),
-        features: cols.iter().map(|(n, t, _)| (n.to_string(), *t)).collect(),
+        features: cols
+            .iter()
+            .map(|(n, t, _)| ViewFeature::new(*n, FeatureType::from_proto(*t)))
+            .collect(),
     };
     let names = cols.iter().map(|(n, _, _)| n.to_string()).collect();
     let values = cols.into_iter().map(|(_, _, v)| v).collect();
@@ -238,7 +242,7 @@ async fn newer_wins(kind: Kind) {
     let p = project();
     let schema = ViewSchema {
         name: "stats".into(),
-        features: vec![("x".into(), 4)],
+        features: vec![ViewFeature::new("x", FeatureType::INT64)],
     };
     let names: Vec<String> = vec!["x".into()];
     b.store.update(&p, std::slice::from_ref(&schema), &[]).await.unwrap();
@@ -313,7 +317,7 @@ async fn projects_side_by_side(kind: Kind) {
     let (p1, p2) = (format!("x{base}"), base.clone());
     let schema = ViewSchema {
         name: "stats".into(),
-        features: vec![("x".into(), 4)],
+        features: vec![ViewFeature::new("x", FeatureType::INT64)],
     };
     let names: Vec<String> = vec!["x".into()];
     for (p, x) in [(&p1, 1), (&p2, 2)] {
@@ -428,7 +432,10 @@ async fn large_batches(kind: Kind) {
     let p = project();
     let schema = ViewSchema {
         name: "big".into(),
-        features: vec![("n".into(), 4), ("s".into(), 2)],
+        features: vec![
+            ViewFeature::new("n", FeatureType::INT64),
+            ViewFeature::new("s", FeatureType::STRING),
+        ],
     };
     let names: Vec<String> = vec!["n".into(), "s".into()];
     b.store.update(&p, std::slice::from_ref(&schema), &[]).await.unwrap();

@@ -14,7 +14,10 @@ use larder_protos::feast::core as fc;
 use prost::Message;
 use prost_types::Timestamp;
 
-use crate::store::{add_interval, objects_of, prepare_write, push_object, retain, sort_by_name};
+use crate::store::{
+    add_interval, objects_of, other_view_kinds, prepare_write, push_object, retain, sort_by_name, storage_project,
+    view_name_taken,
+};
 use crate::{ApplyOutcome, Registry, RegistryError, Result, now_timestamp};
 
 pub struct FileRegistry {
@@ -151,26 +154,12 @@ impl FileRegistry {
                 project_uuid: uuid::Uuid::new_v4().to_string(),
             });
         }
-        if kind.is_view() {
-            for other in [
-                FeastKind::FeatureView,
-                FeastKind::StreamFeatureView,
-                FeastKind::OnDemandFeatureView,
-                FeastKind::LabelView,
-            ] {
-                if other != kind && reg.find(project, other, obj.name()).is_some() {
-                    return Err(RegistryError::Conflict(format!(
-                        "a {other} named {:?} already exists in project {project}; view names must be unique across view kinds",
-                        obj.name()
-                    )));
-                }
+        for other in other_view_kinds(kind) {
+            if reg.find(project, other, obj.name()).is_some() {
+                return Err(view_name_taken(other, obj.name(), project));
             }
         }
-        let key = if kind == FeastKind::Project {
-            obj.name().to_string()
-        } else {
-            project.to_string()
-        };
+        let key = storage_project(project, &obj).to_string();
         let old = reg.find(&key, kind, obj.name());
         let (new, outcome) = prepare_write(&key, obj, old, now);
         if outcome != ApplyOutcome::Unchanged {

@@ -5,7 +5,32 @@ use larder_model::feast::{FeastKind, FeastObject};
 use larder_protos::feast::core as fc;
 use prost_types::Timestamp;
 
-use crate::ApplyOutcome;
+use crate::{ApplyOutcome, RegistryError};
+
+/// The project key an object is stored under: a project is keyed by its
+/// own name, every other object by the project it is applied to.
+pub(crate) fn storage_project<'a>(project: &'a str, obj: &'a FeastObject) -> &'a str {
+    if obj.kind() == FeastKind::Project {
+        obj.name()
+    } else {
+        project
+    }
+}
+
+/// The other view kinds a view's name must not be taken in (Feast keeps one
+/// name space for all views of a project).
+pub(crate) fn other_view_kinds(kind: FeastKind) -> impl Iterator<Item = FeastKind> {
+    FeastKind::VIEWS
+        .into_iter()
+        .filter(move |k| kind.is_view() && *k != kind)
+}
+
+/// The error for a view whose name a view of another kind has.
+pub(crate) fn view_name_taken(other: FeastKind, name: &str, project: &str) -> RegistryError {
+    RegistryError::Conflict(format!(
+        "a {other} named {name:?} already exists in project {project}; view names must be unique across view kinds"
+    ))
+}
 
 /// Decide what to store for `new` given the stored `old`. Unchanged
 /// definitions are left alone; otherwise `created_timestamp` is kept, the

@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use futures_util::future::try_join_all;
 use larder_model::entity_key::serialize_entity_key;
 use larder_model::feast::{FeastKind, FeastObject};
+use larder_model::types::FeatureType;
 use larder_online::{OnlineStore, ViewSchema};
 use larder_protos::feast::core as fc;
 use larder_protos::feast::types::value::Val;
@@ -113,9 +114,19 @@ pub struct ViewRead {
     /// Prefix for full feature names (projection alias or view name).
     pub shown_as: String,
     pub features: Vec<String>,
-    /// (join key in the view, column name in the request, value type).
-    pub keys: Vec<(String, String, i32)>,
+    pub keys: Vec<JoinKey>,
     schema: ViewSchema,
+}
+
+/// How a view's join key is read from the request.
+#[derive(Debug, Clone)]
+pub struct JoinKey {
+    /// The join key's name in the view (and in its stored entity keys).
+    pub name: String,
+    /// The request column holding its values (differs under a feature
+    /// service projection's join-key map).
+    pub column: String,
+    pub value_type: FeatureType,
 }
 
 /// A resolved request: which views to read and how. Depends only on the
@@ -129,12 +140,12 @@ pub struct Plan {
 impl Plan {
     /// The join key value type of a request column, for converting request
     /// values (`None`: no requested view is keyed by it).
-    pub fn key_type(&self, column: &str) -> Option<i32> {
+    pub fn key_type(&self, column: &str) -> Option<FeatureType> {
         self.views
             .iter()
             .flat_map(|v| v.keys.iter())
-            .find(|(_, col, _)| col == column)
-            .map(|(_, _, t)| *t)
+            .find(|k| k.column == column)
+            .map(|k| k.value_type)
     }
 }
 
@@ -156,8 +167,15 @@ fn view_in(found: Option<FeastObject>, project: &str, name: &str) -> Result<fc::
     }
 }
 
-/// A view a request names: (view name, shown-as prefix, features, join key map).
-type Wanted = (String, String, Vec<String>, HashMap<String, String>);
+/// A view a request names.
+struct Wanted {
+    view: String,
+    /// Prefix of full feature names: the projection's alias, else the view name.
+    shown_as: String,
+    features: Vec<String>,
+    /// Join key in the view → request column (a projection's join-key map).
+    join_key_map: HashMap<String, String>,
+}
 
 /// Resolve `features` (or `feature_service`) against the registry.
 pub async fn plan(
@@ -177,7 +195,7 @@ pub async fn plan(
     if wanted.is_empty() {
         return Err(ServeError::NoFeatures);
     }
-    let views = try_join_all(wanted.iter().map(|w| view_of(registry, project, &w.0))).await?;
+    let views = try_join_all(wanted.iter().map(|w| view_of(registry, project, &w.view))).await?;
     assemble(views, wanted)
 }
 
@@ -198,7 +216,7 @@ pub fn plan_in(
     }
     let views = wanted
         .iter()
-        .map(|w| view_in(snapshot.get(project, FeastKind::FeatureView, &w.0), project, &w.0))
+        .map(|w| view_in(snapshot.get(project, FeastKind::FeatureView, &w.view), project, &w.view))
         .collect::<Result<Vec<_>, _>>()?;
     assemble(views, wanted)
 }
@@ -241,13 +259,17 @@ fn from_service(found: Option<FeastObject>, project: &str, svc: &str) -> Result<
         .features
         .into_iter()
         .map(|p| {
-            let shown = if p.feature_view_name_alias.is_empty() {
+            let shown_as = if p.feature_view_name_alias.is_empty() {
                 p.feature_view_name.clone()
             } else {
                 p.feature_view_name_alias.clone()
             };
-            let feats = p.feature_columns.iter().map(|c| c.name.clone()).collect();
-            (p.feature_view_name, shown, feats, p.join_key_map.into_iter().collect())
+            Wanted {
+                features: p.feature_columns.iter().map(|c| c.name.clone()).collect(),
+                view: p.feature_view_name,
+                shown_as,
+                join_key_map: p.join_key_map.into_iter().collect(),
+            }
         })
         .collect())
 }
@@ -257,13 +279,11 @@ fn from_references(features: &[String]) -> Result<Vec<Wanted>, ServeError> {
     let groups = group_references(features).map_err(|r| ServeError::InvalidReference(r.clone()))?;
     Ok(groups
         .into_iter()
-        .map(|(view, feats)| {
-            (
-                view.to_string(),
-                view.to_string(),
-                feats.into_iter().map(String::from).collect(),
-                HashMap::new(),
-            )
+        .map(|(view, feats)| Wanted {
+            view: view.to_string(),
+            shown_as: view.to_string(),
+            features: feats.into_iter().map(String::from).collect(),
+            join_key_map: HashMap::new(),
         })
         .collect())
 }
@@ -309,7 +329,16 @@ fn group_references(features: &[String]) -> Result<Vec<(&str, Vec<&str>)>, &Stri
 /// The plan for `wanted`, given each wanted view (same order).
 fn assemble(views: Vec<fc::FeatureView>, wanted: Vec<Wanted>) -> Result<Plan, ServeError> {
     let mut out = Vec::new();
-    for (view, (name, shown_as, features, jkm)) in views.into_iter().zip(wanted) {
+    for (
+        view,
+        Wanted {
+            view: name,
+            shown_as,
+            features,
+            join_key_map,
+        },
+    ) in views.into_iter().zip(wanted)
+    {
         let spec = view.spec.clone().unwrap_or_default();
         for f in &features {
             if !spec.features.iter().any(|s| &s.name == f) {
@@ -322,12 +351,10 @@ fn assemble(views: Vec<fc::FeatureView>, wanted: Vec<Wanted>) -> Result<Plan, Se
         let keys = spec
             .entity_columns
             .iter()
-            .map(|c| {
-                (
-                    c.name.clone(),
-                    jkm.get(&c.name).cloned().unwrap_or_else(|| c.name.clone()),
-                    c.value_type,
-                )
+            .map(|c| JoinKey {
+                name: c.name.clone(),
+                column: join_key_map.get(&c.name).cloned().unwrap_or_else(|| c.name.clone()),
+                value_type: FeatureType::from_proto(c.value_type),
             })
             .collect();
         let schema = ViewSchema::from_proto(&view);
@@ -343,21 +370,24 @@ fn assemble(views: Vec<fc::FeatureView>, wanted: Vec<Wanted>) -> Result<Plan, Se
 }
 
 /// Accept the value kinds a join key of type `t` takes (int32 widens to int64).
-fn coerce_key(join_key: &str, v: &Value, t: i32) -> Result<Value, ServeError> {
+fn coerce_key(join_key: &str, v: &Value, t: FeatureType) -> Result<Value, ServeError> {
     let ok = match (&v.val, t) {
-        (Some(Val::Int64Val(_)), 4) | (Some(Val::Int32Val(_)), 3) | (Some(Val::StringVal(_)), 2) => true,
-        (Some(Val::BytesVal(_)), 1) | (Some(Val::UnixTimestampVal(_)), 8) => true,
-        (Some(Val::Int32Val(i)), 4) => {
+        (Some(Val::Int64Val(_)), FeatureType::INT64)
+        | (Some(Val::Int32Val(_)), FeatureType::INT32)
+        | (Some(Val::StringVal(_)), FeatureType::STRING) => true,
+        (Some(Val::BytesVal(_)), FeatureType::BYTES)
+        | (Some(Val::UnixTimestampVal(_)), FeatureType::UNIX_TIMESTAMP) => true,
+        (Some(Val::Int32Val(i)), FeatureType::INT64) => {
             return Ok(Value {
                 val: Some(Val::Int64Val(i64::from(*i))),
             });
         }
-        (Some(Val::Int64Val(i)), 3) if i32::try_from(*i).is_ok() => {
+        (Some(Val::Int64Val(i)), FeatureType::INT32) if i32::try_from(*i).is_ok() => {
             return Ok(Value {
                 val: Some(Val::Int32Val(*i as i32)),
             });
         }
-        (Some(Val::Int64Val(i)), 8) => {
+        (Some(Val::Int64Val(i)), FeatureType::UNIX_TIMESTAMP) => {
             return Ok(Value {
                 val: Some(Val::UnixTimestampVal(*i)),
             });
@@ -367,7 +397,7 @@ fn coerce_key(join_key: &str, v: &Value, t: i32) -> Result<Value, ServeError> {
     if ok {
         Ok(v.clone())
     } else {
-        let expected = larder_model::types::FeatureType::from_value_type(t)
+        let expected = FeatureType::from_value_type(t.value_type())
             .map(|t| t.to_string())
             .unwrap_or_default();
         Err(ServeError::WrongEntityType {
@@ -423,20 +453,20 @@ pub async fn execute(
     let mut view_keys = Vec::with_capacity(reads.len());
     for r in reads {
         let mut keys = Vec::with_capacity(rows);
-        let cols: Vec<(&str, &Vec<Value>, i32)> = r
+        let cols: Vec<(&JoinKey, &Vec<Value>)> = r
             .keys
             .iter()
-            .map(|(jk, col, t)| {
-                entity(col)
-                    .map(|v| (jk.as_str(), v, *t))
-                    .ok_or_else(|| ServeError::MissingEntity(col.clone()))
+            .map(|k| {
+                entity(&k.column)
+                    .map(|v| (k, v))
+                    .ok_or_else(|| ServeError::MissingEntity(k.column.clone()))
             })
             .collect::<Result<_, _>>()?;
         for i in 0..rows {
             let mut ek = EntityKey::default();
-            for (jk, vals, t) in &cols {
-                ek.join_keys.push(jk.to_string());
-                ek.entity_values.push(coerce_key(jk, &vals[i], *t)?);
+            for (k, vals) in &cols {
+                ek.join_keys.push(k.name.clone());
+                ek.entity_values.push(coerce_key(&k.name, &vals[i], k.value_type)?);
             }
             keys.push(serialize_entity_key(&ek).map_err(|e| ServeError::MissingEntity(e.to_string()))?);
         }

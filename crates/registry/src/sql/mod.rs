@@ -8,6 +8,10 @@
 //! view serialize. Deadlocks, serialization failures, busy databases and
 //! insert races are retried.
 
+mod dialect;
+mod retry;
+mod schema;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,169 +23,19 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor, Row, Transaction};
 use tracing::debug;
 
-use crate::store::{add_interval, prepare_write, sort_by_name};
+use crate::store::{add_interval, other_view_kinds, prepare_write, sort_by_name, storage_project, view_name_taken};
 use crate::{ApplyOutcome, Registry, RegistryError, Result, now_timestamp};
 
-/// The SQL flavour behind a URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Postgres,
-    MySql,
-    Sqlite,
-}
-
-impl Dialect {
-    fn blob(self) -> &'static str {
-        match self {
-            Dialect::Postgres => "BYTEA",
-            Dialect::MySql => "LONGBLOB",
-            Dialect::Sqlite => "BLOB",
-        }
-    }
-}
-
-/// A Feast object table: its name and the two columns that vary.
-struct Table {
-    name: &'static str,
-    name_col: &'static str,
-    proto_col: &'static str,
-}
-
-fn table(kind: FeastKind) -> Table {
-    let (name, name_col, proto_col) = match kind {
-        FeastKind::Project => ("projects", "project_id", "project_proto"),
-        FeastKind::Entity => ("entities", "entity_name", "entity_proto"),
-        FeastKind::DataSource => ("data_sources", "data_source_name", "data_source_proto"),
-        FeastKind::FeatureView => ("feature_views", "feature_view_name", "feature_view_proto"),
-        FeastKind::StreamFeatureView => ("stream_feature_views", "feature_view_name", "feature_view_proto"),
-        FeastKind::OnDemandFeatureView => ("on_demand_feature_views", "feature_view_name", "feature_view_proto"),
-        FeastKind::LabelView => ("label_views", "feature_view_name", "feature_view_proto"),
-        FeastKind::FeatureService => ("feature_services", "feature_service_name", "feature_service_proto"),
-        FeastKind::SavedDataset => ("saved_datasets", "saved_dataset_name", "saved_dataset_proto"),
-        FeastKind::ValidationReference => (
-            "validation_references",
-            "validation_reference_name",
-            "validation_reference_proto",
-        ),
-        FeastKind::Permission => ("permissions", "permission_name", "permission_proto"),
-    };
-    Table {
-        name,
-        name_col,
-        proto_col,
-    }
-}
-
-const VIEW_KINDS: [FeastKind; 4] = [
-    FeastKind::FeatureView,
-    FeastKind::StreamFeatureView,
-    FeastKind::OnDemandFeatureView,
-    FeastKind::LabelView,
-];
-
-pub const ALL_TABLES: [&str; 14] = [
-    "projects",
-    "entities",
-    "data_sources",
-    "feature_views",
-    "stream_feature_views",
-    "on_demand_feature_views",
-    "label_views",
-    "feature_services",
-    "saved_datasets",
-    "validation_references",
-    "managed_infra",
-    "permissions",
-    "feature_view_version_history",
-    "feast_metadata",
-];
-
-/// `CREATE TABLE` statements for Feast's layout in one dialect, indexes included.
-pub fn schema_statements(d: Dialect) -> Vec<String> {
-    let blob = d.blob();
-    let v = "VARCHAR(255) NOT NULL";
-    let object = |t: &str, name_col: &str, proto_col: &str, extra: &str| {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {t} ({name_col} {v}, project_id {v}, last_updated_timestamp BIGINT NOT NULL, {extra}{proto_col} {blob} NOT NULL{tail}, PRIMARY KEY ({name_col}, project_id){idx})",
-            tail = if t == "feature_views" || t.ends_with("views") {
-                format!(", user_metadata {blob} NULL")
-            } else {
-                String::new()
-            },
-            idx = if d == Dialect::MySql {
-                format!(", INDEX idx_{t}_project_id (project_id)")
-            } else {
-                String::new()
-            },
-        )
-    };
-    let mut out = vec![
-        format!(
-            "CREATE TABLE IF NOT EXISTS projects (project_id {v}, project_name {v}, last_updated_timestamp BIGINT NOT NULL, project_proto {blob} NOT NULL, PRIMARY KEY (project_id){})",
-            if d == Dialect::MySql {
-                ", INDEX idx_projects_project_id (project_id)"
-            } else {
-                ""
-            }
-        ),
-        object("entities", "entity_name", "entity_proto", ""),
-        object("data_sources", "data_source_name", "data_source_proto", ""),
-        object(
-            "feature_views",
-            "feature_view_name",
-            "feature_view_proto",
-            &format!("materialized_intervals {blob} NULL, "),
-        ),
-        object("stream_feature_views", "feature_view_name", "feature_view_proto", ""),
-        object("on_demand_feature_views", "feature_view_name", "feature_view_proto", ""),
-        object("label_views", "feature_view_name", "feature_view_proto", ""),
-        object("feature_services", "feature_service_name", "feature_service_proto", ""),
-        object("saved_datasets", "saved_dataset_name", "saved_dataset_proto", ""),
-        object(
-            "validation_references",
-            "validation_reference_name",
-            "validation_reference_proto",
-            "",
-        ),
-        object("managed_infra", "infra_name", "infra_proto", ""),
-        object("permissions", "permission_name", "permission_proto", ""),
-        format!(
-            "CREATE TABLE IF NOT EXISTS feature_view_version_history (feature_view_name {v}, project_id {v}, version_number INTEGER NOT NULL, feature_view_type VARCHAR(50) NOT NULL, feature_view_proto {blob} NOT NULL, created_timestamp BIGINT NOT NULL, description TEXT NULL, version_id VARCHAR(36) NOT NULL, PRIMARY KEY (feature_view_name, project_id, version_number){})",
-            if d == Dialect::MySql {
-                ", INDEX idx_fv_version_history_project_id (project_id)"
-            } else {
-                ""
-            }
-        ),
-        format!(
-            "CREATE TABLE IF NOT EXISTS feast_metadata (project_id {v}, metadata_key VARCHAR(50) NOT NULL, metadata_value TEXT NOT NULL, last_updated_timestamp BIGINT NOT NULL, PRIMARY KEY (project_id, metadata_key){})",
-            if d == Dialect::MySql {
-                ", INDEX idx_feast_metadata_project_id (project_id)"
-            } else {
-                ""
-            }
-        ),
-    ];
-    if d != Dialect::MySql {
-        for t in ALL_TABLES {
-            let idx = if t == "feature_view_version_history" {
-                "idx_fv_version_history_project_id".to_string()
-            } else {
-                format!("idx_{t}_project_id")
-            };
-            out.push(format!("CREATE INDEX IF NOT EXISTS {idx} ON {t} (project_id)"));
-        }
-    }
-    out
-}
+pub use dialect::Dialect;
+use retry::retrying;
+use schema::table;
+pub use schema::{ALL_TABLES, schema_statements};
 
 /// A Feast SQL registry.
 pub struct SqlRegistry {
     pool: AnyPool,
     dialect: Dialect,
 }
-
-const MAX_ATTEMPTS: u32 = 30;
 
 impl SqlRegistry {
     /// Connect to an sqlx URL (`postgres://`, `mysql://`, `sqlite://`) and
@@ -263,38 +117,9 @@ impl SqlRegistry {
         Ok(())
     }
 
-    /// `?` placeholders in the PostgreSQL spelling where needed.
+    /// A statement with `?` placeholders, in this registry's dialect.
     fn sql(&self, s: &str) -> AssertSqlSafe<String> {
-        if self.dialect != Dialect::Postgres {
-            return AssertSqlSafe(s.to_string());
-        }
-        let mut out = String::with_capacity(s.len() + 8);
-        let mut n = 0;
-        for c in s.chars() {
-            if c == '?' {
-                n += 1;
-                out.push('$');
-                out.push_str(&n.to_string());
-            } else {
-                out.push(c);
-            }
-        }
-        AssertSqlSafe(out)
-    }
-
-    fn insert_ignore(&self, rest: &str) -> String {
-        match self.dialect {
-            Dialect::MySql => format!("INSERT IGNORE INTO {rest}"),
-            _ => format!("INSERT INTO {rest} ON CONFLICT DO NOTHING"),
-        }
-    }
-
-    fn for_update(&self) -> &'static str {
-        if self.dialect == Dialect::Sqlite {
-            ""
-        } else {
-            " FOR UPDATE"
-        }
+        AssertSqlSafe(self.dialect.placeholders(s))
     }
 
     /// Start a write transaction. SQLite takes the database write lock up
@@ -308,27 +133,6 @@ impl SqlRegistry {
         Ok(tx)
     }
 
-    /// Run `op` in a retry loop for the transient failures concurrent writers cause.
-    async fn retrying<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T>>,
-    {
-        let mut attempt = 0u32;
-        loop {
-            match op().await {
-                Err(RegistryError::Database(e)) if attempt < MAX_ATTEMPTS && is_transient(&e) => {
-                    attempt += 1;
-                    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 20;
-                    let wait = (5u64 << attempt.min(6)) + jitter;
-                    debug!(error = %e, attempt, what, "retrying transient registry conflict");
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
     async fn ensure_project(&self, tx: &mut Transaction<'static, Any>, project: &str, now: Timestamp) -> Result<()> {
         let proto = fc::Project {
             spec: Some(fc::ProjectSpec {
@@ -340,7 +144,7 @@ impl SqlRegistry {
                 last_updated_timestamp: Some(now),
             }),
         };
-        let q = self.insert_ignore(
+        let q = self.dialect.insert_ignore(
             "projects (project_id, project_name, last_updated_timestamp, project_proto) VALUES (?, ?, ?, ?)",
         );
         sqlx::query(self.sql(&q))
@@ -350,7 +154,7 @@ impl SqlRegistry {
             .bind(proto.encode_to_vec())
             .execute(&mut **tx)
             .await?;
-        let q = self.insert_ignore(
+        let q = self.dialect.insert_ignore(
             "feast_metadata (project_id, metadata_key, metadata_value, last_updated_timestamp) VALUES (?, 'project_uuid', ?, ?)",
         );
         sqlx::query(self.sql(&q))
@@ -370,24 +174,19 @@ impl SqlRegistry {
         name: &str,
         lock: bool,
     ) -> Result<Option<FeastObject>> {
-        let t = table(kind);
-        let q = format!(
-            "SELECT {} FROM {} WHERE {} = ? AND project_id = ?{}",
-            t.proto_col,
-            t.name,
-            t.name_col,
-            if lock { self.for_update() } else { "" }
-        );
+        let lock = if lock { self.dialect.for_update() } else { "" };
         let row = if kind == FeastKind::Project {
-            let q = format!(
-                "SELECT project_proto FROM projects WHERE project_id = ?{}",
-                if lock { self.for_update() } else { "" }
-            );
+            let q = format!("SELECT project_proto FROM projects WHERE project_id = ?{lock}");
             sqlx::query(self.sql(&q))
                 .bind(project)
                 .fetch_optional(&mut **tx)
                 .await?
         } else {
+            let t = table(kind);
+            let q = format!(
+                "SELECT {} FROM {} WHERE {} = ? AND project_id = ?{lock}",
+                t.proto_col, t.name, t.name_col
+            );
             sqlx::query(self.sql(&q))
                 .bind(name)
                 .bind(project)
@@ -449,16 +248,13 @@ impl SqlRegistry {
     /// Record the registry's last change, as Feast does after every write.
     async fn touch(&self, project: &str) -> Result<()> {
         let now = now_timestamp().seconds;
-        let q = match self.dialect {
-            Dialect::MySql => {
-                "INSERT INTO feast_metadata (project_id, metadata_key, metadata_value, last_updated_timestamp) VALUES (?, 'last_updated_timestamp', ?, ?) ON DUPLICATE KEY UPDATE metadata_value = VALUES(metadata_value), last_updated_timestamp = VALUES(last_updated_timestamp)"
-            }
-            _ => {
-                "INSERT INTO feast_metadata (project_id, metadata_key, metadata_value, last_updated_timestamp) VALUES (?, 'last_updated_timestamp', ?, ?) ON CONFLICT (project_id, metadata_key) DO UPDATE SET metadata_value = excluded.metadata_value, last_updated_timestamp = excluded.last_updated_timestamp"
-            }
-        };
-        self.retrying("touch", || async {
-            sqlx::query(self.sql(q))
+        let q = self.dialect.upsert(
+            "feast_metadata (project_id, metadata_key, metadata_value, last_updated_timestamp) VALUES (?, 'last_updated_timestamp', ?, ?)",
+            &["project_id", "metadata_key"],
+            &["metadata_value", "last_updated_timestamp"],
+        );
+        retrying("touch", || async {
+            sqlx::query(self.sql(&q))
                 .bind(project)
                 .bind(now.to_string())
                 .bind(now)
@@ -476,29 +272,20 @@ impl SqlRegistry {
         if kind != FeastKind::Project {
             self.ensure_project(&mut tx, project, now).await?;
         }
-        if kind.is_view() {
-            for other in VIEW_KINDS.into_iter().filter(|k| *k != kind) {
-                if self
-                    .select_proto(&mut tx, other, project, obj.name(), false)
-                    .await?
-                    .is_some()
-                {
-                    return Err(RegistryError::Conflict(format!(
-                        "a {other} named {:?} already exists in project {project}; view names must be unique across view kinds",
-                        obj.name()
-                    )));
-                }
+        for other in other_view_kinds(kind) {
+            if self
+                .select_proto(&mut tx, other, project, obj.name(), false)
+                .await?
+                .is_some()
+            {
+                return Err(view_name_taken(other, obj.name(), project));
             }
         }
-        let key = if kind == FeastKind::Project {
-            obj.name().to_string()
-        } else {
-            project.to_string()
-        };
-        let old = self.select_proto(&mut tx, kind, &key, obj.name(), true).await?;
-        let (new, outcome) = prepare_write(&key, obj.clone(), old.as_ref(), now);
+        let key = storage_project(project, obj);
+        let old = self.select_proto(&mut tx, kind, key, obj.name(), true).await?;
+        let (new, outcome) = prepare_write(key, obj.clone(), old.as_ref(), now);
         if outcome != ApplyOutcome::Unchanged {
-            self.write_row(&mut tx, &key, &new, outcome, now).await?;
+            self.write_row(&mut tx, key, &new, outcome, now).await?;
         }
         tx.commit().await?;
         Ok(outcome)
@@ -540,36 +327,12 @@ fn decode_row(row: &AnyRow, idx: usize, kind: FeastKind, name: &str, project: &s
     Ok(obj)
 }
 
-/// Failures another attempt can fix: deadlocks, serialization failures,
-/// lost insert races and busy SQLite databases.
-fn is_transient(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            if matches!(db.kind(), sqlx::error::ErrorKind::UniqueViolation) {
-                return true;
-            }
-            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
-            let msg = db.message().to_ascii_lowercase();
-            matches!(code.as_str(), "40001" | "40P01" | "5" | "6" | "261" | "517")
-                || msg.contains("deadlock")
-                || msg.contains("lock wait timeout")
-                || msg.contains("database is locked")
-        }
-        sqlx::Error::PoolTimedOut => true,
-        _ => false,
-    }
-}
-
 #[async_trait]
 impl Registry for SqlRegistry {
     async fn apply(&self, project: &str, obj: FeastObject) -> Result<ApplyOutcome> {
         // Most applies change nothing: answer those from a plain read, without
         // a write transaction (no row locks, no commit to flush).
-        let key = if obj.kind() == FeastKind::Project {
-            obj.name()
-        } else {
-            project
-        };
+        let key = storage_project(project, &obj);
         if let Some(stored) = self.get(key, obj.kind(), obj.name()).await? {
             let mut wanted = obj.clone();
             wanted.set_project(key);
@@ -577,7 +340,7 @@ impl Registry for SqlRegistry {
                 return Ok(ApplyOutcome::Unchanged);
             }
         }
-        let outcome = self.retrying("apply", || self.apply_once(project, &obj)).await?;
+        let outcome = retrying("apply", || self.apply_once(project, &obj)).await?;
         if outcome != ApplyOutcome::Unchanged {
             self.touch(project).await?;
         }
@@ -627,50 +390,48 @@ impl Registry for SqlRegistry {
     }
 
     async fn delete(&self, project: &str, kind: FeastKind, name: &str) -> Result<bool> {
-        let deleted = self
-            .retrying("delete", || async {
-                let mut tx = self.begin_write().await?;
-                let mut n = 0u64;
-                if kind == FeastKind::Project {
-                    for t in ALL_TABLES {
-                        let q = format!("DELETE FROM {t} WHERE project_id = ?");
-                        let r = sqlx::query(self.sql(&q)).bind(name).execute(&mut *tx).await?;
-                        if t == "projects" {
-                            n += r.rows_affected();
-                        }
-                    }
-                } else {
-                    let kinds: Vec<FeastKind> = if kind.is_view() {
-                        VIEW_KINDS.to_vec()
-                    } else {
-                        vec![kind]
-                    };
-                    for k in kinds {
-                        let t = table(k);
-                        let q = format!("DELETE FROM {} WHERE {} = ? AND project_id = ?", t.name, t.name_col);
-                        let r = sqlx::query(self.sql(&q))
-                            .bind(name)
-                            .bind(project)
-                            .execute(&mut *tx)
-                            .await?;
-                        if k == kind {
-                            n += r.rows_affected();
-                        }
-                    }
-                    if kind.is_view() {
-                        let q =
-                            "DELETE FROM feature_view_version_history WHERE feature_view_name = ? AND project_id = ?";
-                        sqlx::query(self.sql(q))
-                            .bind(name)
-                            .bind(project)
-                            .execute(&mut *tx)
-                            .await?;
+        let deleted = retrying("delete", || async {
+            let mut tx = self.begin_write().await?;
+            let mut n = 0u64;
+            if kind == FeastKind::Project {
+                for t in ALL_TABLES {
+                    let q = format!("DELETE FROM {t} WHERE project_id = ?");
+                    let r = sqlx::query(self.sql(&q)).bind(name).execute(&mut *tx).await?;
+                    if t == "projects" {
+                        n += r.rows_affected();
                     }
                 }
-                tx.commit().await?;
-                Ok(n > 0)
-            })
-            .await?;
+            } else {
+                let kinds: Vec<FeastKind> = if kind.is_view() {
+                    FeastKind::VIEWS.to_vec()
+                } else {
+                    vec![kind]
+                };
+                for k in kinds {
+                    let t = table(k);
+                    let q = format!("DELETE FROM {} WHERE {} = ? AND project_id = ?", t.name, t.name_col);
+                    let r = sqlx::query(self.sql(&q))
+                        .bind(name)
+                        .bind(project)
+                        .execute(&mut *tx)
+                        .await?;
+                    if k == kind {
+                        n += r.rows_affected();
+                    }
+                }
+                if kind.is_view() {
+                    let q = "DELETE FROM feature_view_version_history WHERE feature_view_name = ? AND project_id = ?";
+                    sqlx::query(self.sql(q))
+                        .bind(name)
+                        .bind(project)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(n > 0)
+        })
+        .await?;
         if deleted && kind != FeastKind::Project {
             self.touch(project).await?;
         }
@@ -696,7 +457,7 @@ impl Registry for SqlRegistry {
     }
 
     async fn apply_materialization(&self, project: &str, view: &str, start: Timestamp, end: Timestamp) -> Result<()> {
-        self.retrying("apply_materialization", || async {
+        retrying("apply_materialization", || async {
             let now = now_timestamp();
             let mut tx = self.begin_write().await?;
             let Some(FeastObject::FeatureView(mut fv)) = self
@@ -748,16 +509,13 @@ impl Registry for SqlRegistry {
     async fn update_infra(&self, project: &str, infra: fc::Infra) -> Result<()> {
         let now = now_timestamp().seconds;
         let bytes = infra.encode_to_vec();
-        let q = match self.dialect {
-            Dialect::MySql => {
-                "INSERT INTO managed_infra (infra_name, project_id, last_updated_timestamp, infra_proto) VALUES ('infra_obj', ?, ?, ?) ON DUPLICATE KEY UPDATE last_updated_timestamp = VALUES(last_updated_timestamp), infra_proto = VALUES(infra_proto)"
-            }
-            _ => {
-                "INSERT INTO managed_infra (infra_name, project_id, last_updated_timestamp, infra_proto) VALUES ('infra_obj', ?, ?, ?) ON CONFLICT (infra_name, project_id) DO UPDATE SET last_updated_timestamp = excluded.last_updated_timestamp, infra_proto = excluded.infra_proto"
-            }
-        };
-        self.retrying("update_infra", || async {
-            sqlx::query(self.sql(q))
+        let q = self.dialect.upsert(
+            "managed_infra (infra_name, project_id, last_updated_timestamp, infra_proto) VALUES ('infra_obj', ?, ?, ?)",
+            &["infra_name", "project_id"],
+            &["last_updated_timestamp", "infra_proto"],
+        );
+        retrying("update_infra", || async {
+            sqlx::query(self.sql(&q))
                 .bind(project)
                 .bind(now)
                 .bind(bytes.clone())
@@ -816,45 +574,5 @@ impl Registry for SqlRegistry {
                 .await?;
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_has_fourteen_tables_per_dialect() {
-        for d in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite] {
-            let s = schema_statements(d);
-            let tables = s.iter().filter(|x| x.starts_with("CREATE TABLE")).count();
-            assert_eq!(tables, 14, "{d:?}");
-            assert!(s.iter().any(|x| x.contains("materialized_intervals")));
-            assert!(s.iter().all(|x| !x.contains("BLOB NOT NULL") || d != Dialect::Postgres));
-        }
-        assert!(schema_statements(Dialect::MySql).iter().any(|x| x.contains("LONGBLOB")));
-        assert_eq!(
-            schema_statements(Dialect::Sqlite)
-                .iter()
-                .filter(|x| x.starts_with("CREATE INDEX"))
-                .count(),
-            14
-        );
-    }
-
-    #[test]
-    fn view_tables_carry_user_metadata() {
-        let s = schema_statements(Dialect::Sqlite);
-        for t in [
-            "feature_views",
-            "stream_feature_views",
-            "on_demand_feature_views",
-            "label_views",
-        ] {
-            let stmt = s.iter().find(|x| x.contains(&format!("EXISTS {t} "))).unwrap();
-            assert!(stmt.contains("user_metadata BLOB NULL"), "{stmt}");
-        }
-        let ent = s.iter().find(|x| x.contains("EXISTS entities ")).unwrap();
-        assert!(!ent.contains("user_metadata"));
     }
 }
