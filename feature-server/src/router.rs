@@ -119,6 +119,14 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
     state
         .metrics
         .observe_feast_request(&endpoint, resp.status(), elapsed, labels);
+    // Inside the request span: with traces on, JSON lines carry its trace id.
+    let status = resp.status().as_u16();
+    let millis = elapsed.as_secs_f64() * 1e3;
+    if resp.status().is_server_error() {
+        tracing::warn!(%endpoint, status, millis, "request failed");
+    } else {
+        tracing::debug!(%endpoint, status, millis, "request");
+    }
     resp
 }
 

@@ -166,6 +166,9 @@ async fn serve_continues_the_callers_trace_over_otlp() {
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_SERVICE_NAME", "larder-test"),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        // JSON logs with the request's debug line, which must carry the trace id.
+        ("LARDER_LOG_FORMAT", "json"),
+        ("RUST_LOG", "info,larder_feature_server=debug"),
     ];
 
     // Materialization: one run span, a child span per view.
@@ -230,6 +233,21 @@ async fn serve_continues_the_callers_trace_over_otlp() {
     for (service, s) in &ours {
         assert_eq!(service, "larder-test", "service.name of {}", s.name);
     }
+
+    // The JSON log line of the request names the caller's trace.
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    // stdout (the listening banner) shares the file; the log lines are the JSON objects.
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect();
+    let request_line = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "request" && l["fields"]["endpoint"] == "/get-online-features")
+        .unwrap_or_else(|| panic!("no request line in the log:\n{log}"));
+    assert_eq!(request_line["span"]["trace_id"], TRACE_ID, "{request_line}");
+    assert_eq!(request_line["fields"]["status"], 200, "{request_line}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
