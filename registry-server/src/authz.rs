@@ -12,8 +12,8 @@ use larder_model::feast::{FeastKind, FeastObject};
 use larder_protos::feast::core as fc;
 use tonic::{Request, Status};
 
-use crate::Service;
-use crate::errors::{feast_status, internal};
+use crate::RegistryService;
+use crate::errors::{feast_status, status_from};
 
 /// The Feast class of a registry kind.
 pub fn resource_type(kind: FeastKind) -> ResourceType {
@@ -63,7 +63,7 @@ pub fn auth_status(e: AuthError) -> Status {
     }
 }
 
-impl Service {
+impl RegistryService {
     /// The authenticated caller and the request's message.
     pub(crate) async fn caller<T>(&self, r: Request<T>) -> Result<(Arc<User>, T), Status> {
         let header = r
@@ -81,7 +81,7 @@ impl Service {
         if !self.auth.uses_permissions() {
             return Ok(Arc::default());
         }
-        let snap = self.registry.snapshot_cached().await.map_err(internal)?;
+        let snap = self.registry.snapshot_cached().await.map_err(status_from)?;
         self.permissions
             .get(project, snap.generation(), || {
                 snap.list(project, FeastKind::Permission)
@@ -111,7 +111,7 @@ impl Service {
             .await
     }
 
-    /// [`Service::assert`] for an object at hand.
+    /// [`RegistryService::assert`] for an object at hand.
     pub(crate) async fn assert_object(
         &self,
         user: &User,

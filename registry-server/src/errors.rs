@@ -43,7 +43,8 @@ pub(crate) fn invalid(message: impl Into<String>) -> Status {
     feast_status(tonic::Code::InvalidArgument, "FeastError", message.into())
 }
 
-pub(crate) fn internal(e: larder_registry::RegistryError) -> Status {
+/// A registry error as the gRPC status Feast answers with for it.
+pub(crate) fn status_from(e: larder_registry::RegistryError) -> Status {
     match e {
         larder_registry::RegistryError::NotFound { .. } => {
             feast_status(tonic::Code::NotFound, "FeastObjectNotFoundException", e.to_string())

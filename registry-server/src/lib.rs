@@ -18,7 +18,7 @@ mod service;
 
 pub use errors::not_found;
 pub use query::{Tags, paginate, sort};
-pub use service::Service;
+pub use service::RegistryService;
 
 /// Serve the registry API (plus gRPC health) until `shutdown` resolves.
 pub async fn serve(
@@ -38,20 +38,20 @@ pub async fn serve_with_metrics(
     metrics: Option<Arc<metrics::Metrics>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    serve_service(listener, Service::new(registry), tls, metrics, shutdown).await
+    serve_service(listener, RegistryService::new(registry), tls, metrics, shutdown).await
 }
 
-/// [`serve_with_metrics`] for a configured [`Service`] (authentication).
+/// [`serve_with_metrics`] for a configured [`RegistryService`] (authentication).
 pub async fn serve_service(
     listener: tokio::net::TcpListener,
-    service: Service,
+    service: RegistryService,
     tls: Option<tonic::transport::Identity>,
     metrics: Option<Arc<metrics::Metrics>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     use larder_protos::feast::registry::registry_server_server::RegistryServerServer;
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<RegistryServerServer<Service>>().await;
+    reporter.set_serving::<RegistryServerServer<RegistryService>>().await;
     // Reflection lets grpcurl and similar tools discover the API.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(larder_protos::FILE_DESCRIPTOR_SET)

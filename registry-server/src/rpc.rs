@@ -1,5 +1,5 @@
 //! `feast.registry.RegistryServer`: every RPC of Feast 0.67's remote
-//! registry client, built from [`Service`]'s operations.
+//! registry client, built from [`RegistryService`]'s operations.
 
 use larder_auth::Action;
 use larder_model::feast::{FeastKind, FeastObject};
@@ -9,8 +9,8 @@ use larder_protos::feast::registry::registry_server_server::RegistryServer;
 use larder_registry::Registry;
 use tonic::{Request, Response, Status};
 
-use crate::Service;
-use crate::errors::{feast_status, internal, invalid, not_found};
+use crate::RegistryService;
+use crate::errors::{feast_status, invalid, not_found, status_from};
 use crate::query::{paginate, sort, tags, updated};
 
 macro_rules! unwrap_kind {
@@ -34,7 +34,7 @@ macro_rules! only {
 }
 
 #[tonic::async_trait]
-impl RegistryServer for Service {
+impl RegistryServer for RegistryService {
     async fn apply_entity(&self, r: Request<fr::ApplyEntityRequest>) -> Result<Response<()>, Status> {
         let (user, r) = self.caller(r).await?;
         self.apply(&user, &r.project, r.entity.map(FeastObject::Entity)).await
@@ -137,7 +137,7 @@ impl RegistryServer for Service {
                 .uncached()
                 .get(&r.project, kind, &r.name)
                 .await
-                .map_err(internal)?
+                .map_err(status_from)?
                 .is_some()
             {
                 return self.delete(&user, &r.project, kind, &r.name).await;
@@ -149,29 +149,16 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::GetAnyFeatureViewRequest>,
     ) -> Result<Response<fr::GetAnyFeatureViewResponse>, Status> {
-        use fr::any_feature_view::AnyFeatureView as A;
         let (user, r) = self.caller(r).await?;
         let src = self.source(r.allow_cache);
-        for kind in [
-            FeastKind::FeatureView,
-            FeastKind::OnDemandFeatureView,
-            FeastKind::StreamFeatureView,
-            FeastKind::LabelView,
-        ] {
-            if let Some(o) = src.get(&r.project, kind, &r.name).await.map_err(internal)? {
+        for kind in ANY_VIEW_KINDS {
+            if let Some(o) = src.get(&r.project, kind, &r.name).await.map_err(status_from)? {
                 self.assert_object(&user, &r.project, &o, &[Action::Describe]).await?;
-                let any = match o {
-                    FeastObject::FeatureView(v) => A::FeatureView(v),
-                    FeastObject::OnDemandFeatureView(v) => A::OnDemandFeatureView(v),
-                    FeastObject::StreamFeatureView(v) => A::StreamFeatureView(v),
-                    FeastObject::LabelView(v) => A::LabelView(v),
-                    _ => continue,
-                };
-                return Ok(Response::new(fr::GetAnyFeatureViewResponse {
-                    any_feature_view: Some(fr::AnyFeatureView {
+                if let Some(any) = any_feature_view(o) {
+                    return Ok(Response::new(fr::GetAnyFeatureViewResponse {
                         any_feature_view: Some(any),
-                    }),
-                }));
+                    }));
+                }
             }
         }
         Err(not_found(FeastKind::FeatureView, &r.name, &r.project))
@@ -180,15 +167,9 @@ impl RegistryServer for Service {
         &self,
         r: Request<fr::ListAllFeatureViewsRequest>,
     ) -> Result<Response<fr::ListAllFeatureViewsResponse>, Status> {
-        use fr::any_feature_view::AnyFeatureView as A;
         let (user, r) = self.caller(r).await?;
         let mut all = Vec::new();
-        for kind in [
-            FeastKind::FeatureView,
-            FeastKind::OnDemandFeatureView,
-            FeastKind::StreamFeatureView,
-            FeastKind::LabelView,
-        ] {
+        for kind in ANY_VIEW_KINDS {
             all.extend(
                 self.list(&user, &r.project, kind, r.allow_cache, &r.tags, None, None)
                     .await?
@@ -235,21 +216,7 @@ impl RegistryServer for Service {
         }
         sort(&mut all, r.sorting.as_ref())?;
         let (page, p) = paginate(all, r.pagination.as_ref());
-        let views = page
-            .into_iter()
-            .filter_map(|o| {
-                let any = match o {
-                    FeastObject::FeatureView(v) => A::FeatureView(v),
-                    FeastObject::OnDemandFeatureView(v) => A::OnDemandFeatureView(v),
-                    FeastObject::StreamFeatureView(v) => A::StreamFeatureView(v),
-                    FeastObject::LabelView(v) => A::LabelView(v),
-                    _ => return None,
-                };
-                Some(fr::AnyFeatureView {
-                    any_feature_view: Some(any),
-                })
-            })
-            .collect();
+        let views = page.into_iter().filter_map(any_feature_view).collect();
         Ok(Response::new(fr::ListAllFeatureViewsResponse {
             feature_views: views,
             pagination: Some(p),
@@ -408,7 +375,8 @@ impl RegistryServer for Service {
         r: Request<fr::ListFeatureServicesRequest>,
     ) -> Result<Response<fr::ListFeatureServicesResponse>, Status> {
         let (user, r) = self.caller(r).await?;
-        let (v, p) = self
+        // Filtered before paging: the page is taken from the filtered list.
+        let (mut v, _) = self
             .list(
                 &user,
                 &r.project,
@@ -419,7 +387,6 @@ impl RegistryServer for Service {
                 r.sorting.as_ref(),
             )
             .await?;
-        let mut v: Vec<FeastObject> = v;
         if !r.feature_view.is_empty() {
             v.retain(|o| match o {
                 FeastObject::FeatureService(s) => s
@@ -429,7 +396,6 @@ impl RegistryServer for Service {
                 _ => false,
             });
         }
-        let _ = p;
         let (v, p) = paginate(v, r.pagination.as_ref());
         Ok(Response::new(fr::ListFeatureServicesResponse {
             feature_services: only!(v, FeatureService),
@@ -676,7 +642,7 @@ impl RegistryServer for Service {
             .await
             .map_err(|e| match e {
                 larder_registry::RegistryError::NotFound { .. } => not_found(FeastKind::FeatureView, &name, &r.project),
-                other => internal(other),
+                other => status_from(other),
             })?;
         Ok(Response::new(()))
     }
@@ -691,7 +657,7 @@ impl RegistryServer for Service {
             .source(r.allow_cache)
             .list_project_metadata(&r.project)
             .await
-            .map_err(internal)?;
+            .map_err(status_from)?;
         Ok(Response::new(fr::ListProjectMetadataResponse { project_metadata: md }))
     }
     async fn update_infra(&self, r: Request<fr::UpdateInfraRequest>) -> Result<Response<()>, Status> {
@@ -707,7 +673,7 @@ impl RegistryServer for Service {
         self.registry
             .update_infra(&r.project, r.infra.unwrap_or_default())
             .await
-            .map_err(internal)?;
+            .map_err(status_from)?;
         Ok(Response::new(()))
     }
     async fn get_infra(&self, r: Request<fr::GetInfraRequest>) -> Result<Response<fc::Infra>, Status> {
@@ -715,7 +681,7 @@ impl RegistryServer for Service {
         self.assert(&user, &r.project, FeastKind::Project, &r.project, &[Action::Describe])
             .await?;
         Ok(Response::new(
-            self.registry.get_infra(&r.project).await.map_err(internal)?,
+            self.registry.get_infra(&r.project).await.map_err(status_from)?,
         ))
     }
     /// SQL-backed registries commit per object; nothing is pending.
@@ -725,12 +691,12 @@ impl RegistryServer for Service {
     }
     async fn refresh(&self, r: Request<fr::RefreshRequest>) -> Result<Response<()>, Status> {
         self.caller(r).await?;
-        self.registry.refresh().await.map_err(internal)?;
+        self.registry.refresh().await.map_err(status_from)?;
         Ok(Response::new(()))
     }
     async fn proto(&self, r: Request<()>) -> Result<Response<fc::Registry>, Status> {
         let (user, ()) = self.caller(r).await?;
-        let reg = self.registry.snapshot().await.map_err(internal)?;
+        let reg = self.registry.snapshot().await.map_err(status_from)?;
         Ok(Response::new(self.keep_registry(&user, reg).await?))
     }
     async fn get_registry_lineage(
@@ -756,7 +722,7 @@ impl RegistryServer for Service {
             .source(r.allow_cache)
             .list(&r.project, FeastKind::FeatureView)
             .await
-            .map_err(internal)?;
+            .map_err(status_from)?;
         let views = self.keep(&user, views).await?;
         let mut out = Vec::new();
         for v in views {
@@ -769,17 +735,7 @@ impl RegistryServer for Service {
                 if !r.name.is_empty() && f.name != r.name {
                     continue;
                 }
-                let t = larder_model::types::FeatureType::from_value_type(f.value_type)
-                    .map(|t| t.to_string())
-                    .unwrap_or_default();
-                out.push(fr::Feature {
-                    name: f.name,
-                    feature_view: s.name.clone(),
-                    r#type: t,
-                    description: f.description,
-                    tags: f.tags,
-                    ..Default::default()
-                });
+                out.push(feature_of(&s.name, f));
             }
         }
         let (page, p) = paginate(out, r.pagination.as_ref());
@@ -810,16 +766,44 @@ impl RegistryServer for Service {
                 format!("Feature {} not found in feature view {}", r.name, r.feature_view),
             )
         })?;
-        let t = larder_model::types::FeatureType::from_value_type(f.value_type)
+        Ok(Response::new(feature_of(&s.name, f)))
+    }
+}
+
+/// The view kinds `GetAnyFeatureView` and `ListAllFeatureViews` cover, in
+/// Feast's order (the list's order when no sorting is asked for).
+const ANY_VIEW_KINDS: [FeastKind; 4] = [
+    FeastKind::FeatureView,
+    FeastKind::OnDemandFeatureView,
+    FeastKind::StreamFeatureView,
+    FeastKind::LabelView,
+];
+
+/// A view of any kind in `AnyFeatureView`'s oneof; `None` for other objects.
+fn any_feature_view(o: FeastObject) -> Option<fr::AnyFeatureView> {
+    use fr::any_feature_view::AnyFeatureView as A;
+    let any = match o {
+        FeastObject::FeatureView(v) => A::FeatureView(v),
+        FeastObject::OnDemandFeatureView(v) => A::OnDemandFeatureView(v),
+        FeastObject::StreamFeatureView(v) => A::StreamFeatureView(v),
+        FeastObject::LabelView(v) => A::LabelView(v),
+        _ => return None,
+    };
+    Some(fr::AnyFeatureView {
+        any_feature_view: Some(any),
+    })
+}
+
+/// A view's feature as `ListFeatures`/`GetFeature` answer it (type as Feast's Python name).
+fn feature_of(view: &str, f: fc::FeatureSpecV2) -> fr::Feature {
+    fr::Feature {
+        r#type: larder_model::types::FeatureType::from_value_type(f.value_type)
             .map(|t| t.to_string())
-            .unwrap_or_default();
-        Ok(Response::new(fr::Feature {
-            name: f.name,
-            feature_view: s.name,
-            r#type: t,
-            description: f.description,
-            tags: f.tags,
-            ..Default::default()
-        }))
+            .unwrap_or_default(),
+        name: f.name,
+        feature_view: view.to_string(),
+        description: f.description,
+        tags: f.tags,
+        ..Default::default()
     }
 }

@@ -89,7 +89,7 @@ pub async fn run(
         }
         None => (None, None),
     };
-    let service = crate::Service::with_auth(reg, Arc::new(auth));
+    let service = crate::RegistryService::with_auth(reg, Arc::new(auth));
     crate::serve_service(listener, service, identity, metrics, shutdown.wait())
         .await
         .context("registry server")?;

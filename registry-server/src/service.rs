@@ -10,16 +10,16 @@ use larder_registry::Registry;
 use larder_registry::cache::CachedRegistry;
 use tonic::{Response, Status};
 
-use crate::errors::{internal, invalid, not_found};
+use crate::errors::{invalid, not_found, status_from};
 use crate::query::{Tags, paginate, sort, tags};
 
-pub struct Service {
+pub struct RegistryService {
     pub(crate) registry: Arc<CachedRegistry>,
     pub(crate) auth: Arc<Auth>,
     pub(crate) permissions: ProjectPermissions,
 }
 
-impl Service {
+impl RegistryService {
     /// A service without authentication (`no_auth`).
     pub fn new(registry: Arc<CachedRegistry>) -> Self {
         Self::with_auth(registry, Arc::new(Auth::disabled()))
@@ -54,7 +54,7 @@ impl Service {
             .source(allow_cache)
             .get(project, kind, name)
             .await
-            .map_err(internal)?
+            .map_err(status_from)?
             .ok_or_else(|| not_found(kind, name, project))?;
         self.assert_object(user, project, &obj, &[Action::Describe]).await?;
         Ok(obj)
@@ -72,7 +72,11 @@ impl Service {
         pagination: Option<&fr::PaginationParams>,
         sorting: Option<&fr::SortingParams>,
     ) -> Result<(Vec<FeastObject>, fr::PaginationMetadata), Status> {
-        let mut v = self.source(allow_cache).list(project, kind).await.map_err(internal)?;
+        let mut v = self
+            .source(allow_cache)
+            .list(project, kind)
+            .await
+            .map_err(status_from)?;
         v.retain(|o| {
             let t = tags(o);
             wanted.iter().all(|(k, val)| t.get(k) == Some(val))
@@ -109,7 +113,7 @@ impl Service {
                 .uncached()
                 .get(project, obj.kind(), name)
                 .await
-                .map_err(internal)?;
+                .map_err(status_from)?;
             match &existing {
                 Some(old) => {
                     self.assert_object(user, project, old, &[Action::Describe, Action::Update])
@@ -118,7 +122,7 @@ impl Service {
                 None => self.assert_object(user, project, &obj, &[Action::Create]).await?,
             }
         }
-        self.registry.apply(project, obj).await.map_err(internal)?;
+        self.registry.apply(project, obj).await.map_err(status_from)?;
         Ok(Response::new(()))
     }
 
@@ -135,13 +139,13 @@ impl Service {
                 .uncached()
                 .get(project, kind, name)
                 .await
-                .map_err(internal)?
+                .map_err(status_from)?
             else {
                 return Err(not_found(kind, name, project));
             };
             self.assert_object(user, project, &old, &[Action::Delete]).await?;
         }
-        if self.registry.delete(project, kind, name).await.map_err(internal)? {
+        if self.registry.delete(project, kind, name).await.map_err(status_from)? {
             Ok(Response::new(()))
         } else {
             Err(not_found(kind, name, project))

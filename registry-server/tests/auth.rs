@@ -113,7 +113,7 @@ impl Harness {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(larder_registry_server::serve_service(
             listener,
-            larder_registry_server::Service::with_auth(reg, auth),
+            larder_registry_server::RegistryService::with_auth(reg, auth),
             None,
             None,
             async {
