@@ -1,6 +1,7 @@
 //! `larder`: apply, plan, list, get and delete Larder objects in a Feast
 //! registry, from the same YAML manifests the operator reconciles.
 
+mod historical;
 mod online;
 mod output;
 mod serve;
@@ -113,6 +114,26 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Format,
     },
+    /// Build a point-in-time correct training set: for every row of an entity file, the
+    /// feature values as of its event_timestamp, written to a Parquet file. Every entity row is
+    /// kept (rows without feature data get nulls).
+    GetHistoricalFeatures {
+        /// Entity rows (.parquet or .csv): the join keys and an event_timestamp column; other columns are kept.
+        #[arg(long)]
+        entities: PathBuf,
+        /// VIEW:FEATURE references, comma-separated or repeated.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+        /// A feature service instead of --features.
+        #[arg(long)]
+        feature_service: Option<String>,
+        /// Name features VIEW__FEATURE (the alias for feature service projections).
+        #[arg(long)]
+        full_feature_names: bool,
+        /// The training set (.parquet); written to a temporary file and renamed.
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Serve Feast's HTTP feature-serving API.
     Serve(serve::ServeArgs),
     /// Apply and materialize the bundled example into a local SQLite registry
@@ -224,6 +245,23 @@ async fn run(cli: Cli) -> Result<()> {
                 output,
             };
             online::get(&settings, open(&settings).await?, &project, args).await
+        }
+        Command::GetHistoricalFeatures {
+            entities,
+            features,
+            feature_service,
+            full_feature_names,
+            output,
+        } => {
+            let project = project_for_reads(&settings)?;
+            let args = historical::HistoricalArgs {
+                entities: &entities,
+                features: &features,
+                feature_service: feature_service.as_deref(),
+                full_feature_names,
+                output: &output,
+            };
+            historical::get(&settings, open(&settings).await?, &project, args).await
         }
         Command::Serve(args) => {
             let project = project_for_reads(&settings)?;

@@ -13,6 +13,7 @@ pub mod duration;
 pub mod entity_key;
 pub mod error;
 pub mod feast;
+pub mod instant;
 pub mod json;
 pub mod load;
 pub mod manifest;

@@ -64,6 +64,15 @@ pub enum OfflineError {
     #[error("PostgreSQL {location}: {message}")]
     Postgres { location: String, message: String },
 
+    /// The entity frame of a historical request is unusable (no event
+    /// timestamp, a missing join key column, a key of the wrong type, ...).
+    #[error("entity frame: {message}")]
+    EntityFrame { message: String },
+
+    /// A historical request is inconsistent (feature names that collide, ...).
+    #[error("invalid historical request: {message}")]
+    InvalidRequest { message: String },
+
     /// The reader task died (panicked or was cancelled) before finishing.
     #[error("offline reader of data source {source_name:?} stopped unexpectedly: {message}")]
     ReaderFailed { source_name: String, message: String },

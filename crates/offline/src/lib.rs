@@ -24,6 +24,7 @@
 
 mod arrow_col;
 mod error;
+pub mod historical;
 mod latest;
 mod parquet_read;
 mod postgres;

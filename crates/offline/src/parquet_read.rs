@@ -74,7 +74,7 @@ pub fn read_parquet_blocking(
 /// The Parquet files of a source: the file itself, or every `*.parquet`
 /// below a directory (recursively, in path order; entries starting with
 /// `.` or `_` are skipped, as Spark/pyarrow metadata files are).
-fn list_files(root: &Path) -> Result<Vec<PathBuf>, OfflineError> {
+pub(crate) fn list_files(root: &Path) -> Result<Vec<PathBuf>, OfflineError> {
     let io = |path: &Path, source| OfflineError::Io {
         path: path.to_path_buf(),
         source,
@@ -111,11 +111,11 @@ fn list_files(root: &Path) -> Result<Vec<PathBuf>, OfflineError> {
     Ok(out)
 }
 
-fn location(path: &Path) -> String {
+pub(crate) fn location(path: &Path) -> String {
     format!("file {}", path.display())
 }
 
-fn available_columns(schema: &SchemaRef) -> String {
+pub(crate) fn available_columns(schema: &SchemaRef) -> String {
     const MAX: usize = 30;
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut s = names.iter().take(MAX).copied().collect::<Vec<_>>().join(", ");
@@ -128,7 +128,7 @@ fn available_columns(schema: &SchemaRef) -> String {
 /// Nanoseconds per stored unit of a top-level timestamp/date leaf column,
 /// from its Parquet logical (or converted) type; `None` when unknown (INT96,
 /// nested), in which case no row group is pruned.
-fn stats_unit_ns(md: &ParquetMetaData, leaf: usize) -> Option<i64> {
+pub(crate) fn stats_unit_ns(md: &ParquetMetaData, leaf: usize) -> Option<i64> {
     let col = md.file_metadata().schema_descr().column(leaf);
     match col.logical_type_ref() {
         Some(LogicalType::Timestamp(t)) => Some(match t.unit {
@@ -149,7 +149,13 @@ fn stats_unit_ns(md: &ParquetMetaData, leaf: usize) -> Option<i64> {
 
 /// Whether row group `rg` may hold rows in `[start, end)` according to the
 /// min/max statistics of the timestamp leaf column.
-fn row_group_may_match(md: &ParquetMetaData, rg: usize, leaf: Option<(usize, i64)>, start: i64, end: i64) -> bool {
+pub(crate) fn row_group_may_match(
+    md: &ParquetMetaData,
+    rg: usize,
+    leaf: Option<(usize, i64)>,
+    start: i64,
+    end: i64,
+) -> bool {
     let Some((leaf, unit)) = leaf else { return true };
     let (min, max) = match md.row_group(rg).column(leaf).statistics() {
         Some(Statistics::Int64(s)) => match (s.min_opt(), s.max_opt()) {

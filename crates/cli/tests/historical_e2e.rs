@@ -1,0 +1,216 @@
+//! `larder get-historical-features` against Feast 0.67's own file offline
+//! store on the same registry and data: every row Feast returns has the
+//! same values and nulls in Larder's training set, and Larder returns every
+//! entity row (Feast's file store drops those before all feature data).
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::*;
+
+/// The example applied into a SQLite registry, and a Feast repo reading it.
+fn repo() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let yaml = format!(
+        "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+    );
+    let cfg = dir.path().join("feature_store.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let manifests = example_dir().join("manifests");
+    larder_ok(&["-c", cfg.to_str().unwrap(), "apply", "-f", manifests.to_str().unwrap()]);
+    (dir, cfg)
+}
+
+fn last_json(out: &std::process::Output) -> Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {text}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn compare(python: &Path, dir: &Path, entities: &Path, larder: &Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "e2e/feast/check_historical.py",
+        "compare",
+        "--repo-dir",
+        dir.to_str().unwrap(),
+        "--entities",
+        entities.to_str().unwrap(),
+        "--larder",
+        larder.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = feast_script(python, &args);
+    assert_success("check_historical.py compare", &out);
+    last_json(&out)
+}
+
+fn assert_agrees(what: &str, r: &Value) {
+    println!("{what}: {r}");
+    assert_eq!(r["mismatch_count"], 0, "{what}: {r:#}");
+    assert_eq!(r["missing_columns"].as_array().map(Vec::len), Some(0), "{what}: {r:#}");
+    assert_eq!(
+        r["larder_rows"], r["entity_rows"],
+        "{what}: Larder keeps every entity row: {r:#}"
+    );
+    assert_eq!(r["larder_row_ids_complete"], true, "{what}: {r:#}");
+    assert!(r["cells_compared"].as_u64().unwrap() > 500, "{what}: {r:#}");
+    // The frame holds rows before all feature data, which Feast's file store drops.
+    assert!(r["feast_dropped"].as_u64().unwrap() > 0, "{what}: {r:#}");
+}
+
+#[test]
+fn training_sets_match_feasts_file_offline_store() {
+    let Some(python) = feast_python() else { return };
+    let (dir, cfg) = repo();
+    let out = feast_script(
+        &python,
+        &[
+            "e2e/feast/check_historical.py",
+            "gen",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_success("check_historical.py gen", &out);
+    let cfg = cfg.to_str().unwrap();
+    let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:acc_rate,driver_hourly_stats:avg_daily_trips,driver_hourly_stats:trips_today,driver_hourly_stats:rating,driver_hourly_stats:city,driver_hourly_stats:is_premium";
+
+    // Parquet and CSV entity files give the same training set.
+    for (input, output) in [
+        ("entities.parquet", "larder.parquet"),
+        ("entities.csv", "larder_csv.parquet"),
+    ] {
+        let entities = dir.path().join(input);
+        let output = dir.path().join(output);
+        let out = larder(&[
+            "-c",
+            cfg,
+            "get-historical-features",
+            "--entities",
+            entities.to_str().unwrap(),
+            "--features",
+            features,
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert_success("larder get-historical-features", &out);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("wrote 400 rows"),
+            "{out:?}"
+        );
+        let r = compare(
+            &python,
+            dir.path(),
+            &dir.path().join("entities.parquet"),
+            &output,
+            &["--features", features],
+        );
+        assert_agrees(input, &r);
+    }
+
+    // A feature service with full feature names.
+    let output = dir.path().join("larder_service.parquet");
+    let entities = dir.path().join("entities.parquet");
+    let out = larder(&[
+        "-c",
+        cfg,
+        "get-historical-features",
+        "--entities",
+        entities.to_str().unwrap(),
+        "--feature-service",
+        "driver_activity",
+        "--full-feature-names",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert_success("larder get-historical-features --feature-service", &out);
+    let r = compare(
+        &python,
+        dir.path(),
+        &entities,
+        &output,
+        &["--feature-service", "driver_activity", "--full-feature-names"],
+    );
+    assert_agrees("feature service", &r);
+    assert_eq!(
+        r["feature_columns"],
+        serde_json::json!(["driver_hourly_stats__conv_rate", "driver_hourly_stats__avg_daily_trips"])
+    );
+}
+
+#[test]
+fn bad_requests_fail_clearly_and_write_nothing() {
+    let (dir, cfg) = repo();
+    let cfg = cfg.to_str().unwrap();
+    let output = dir.path().join("out.parquet");
+    let csv = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let run = |entities: &Path, features: &str| {
+        larder(&[
+            "-c",
+            cfg,
+            "get-historical-features",
+            "--entities",
+            entities.to_str().unwrap(),
+            "--features",
+            features,
+            "--output",
+            output.to_str().unwrap(),
+        ])
+    };
+    let good = csv("good.csv", "driver_id,event_timestamp\n1001,2024-01-01T05:00:00Z\n");
+    let cases: [(&Path, &str, &str); 5] = [
+        (
+            &csv("no_ts.csv", "driver_id,city\n1001,Berlin\n"),
+            "driver_hourly_stats:conv_rate",
+            "no event_timestamp column",
+        ),
+        (
+            &csv("no_key.csv", "id,event_timestamp\n1001,2024-01-01T05:00:00Z\n"),
+            "driver_hourly_stats:conv_rate",
+            "no column driver_id for the join key driver_id of view driver_hourly_stats",
+        ),
+        (
+            &csv("text_key.csv", "driver_id,event_timestamp\nabc,2024-01-01T05:00:00Z\n"),
+            "driver_hourly_stats:conv_rate",
+            "but join key driver_id of view driver_hourly_stats is Int64",
+        ),
+        (&good, "driver_hourly_stats:nope", "Feature nope not found"),
+        (
+            &dir.path().join("missing.parquet"),
+            "driver_hourly_stats:conv_rate",
+            "missing.parquet",
+        ),
+    ];
+    for (entities, features, expected) in cases {
+        let out = run(entities, features);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{entities:?} {features}: should fail");
+        assert!(
+            stderr.contains(expected),
+            "{entities:?}: expected {expected:?} in:\n{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!output.exists(), "nothing is written on failure");
+    }
+    let out = run(&good, "driver_hourly_stats:conv_rate");
+    assert_success("one good row", &out);
+    assert!(output.exists());
+    // No temporary file is left beside the output.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

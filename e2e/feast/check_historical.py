@@ -1,0 +1,151 @@
+"""Feast 0.67's historical retrieval as the reference for Larder's.
+
+    check_historical.py gen --out-dir D [--seed N]
+        Writes an entity frame over the driver-stats example to D/entities.parquet and
+        D/entities.csv: a row_id column (kept by both engines, used to match rows), driver_id
+        (known and unknown drivers) and event_timestamp (before the data, inside it, exactly on
+        feature rows, exactly one ttl after a feature row, and after the ttl ran out).
+
+    check_historical.py compare --repo-dir R --entities E --larder L [--features a:b,...]
+                                [--feature-service S] [--full-feature-names]
+        Runs Feast's get_historical_features (the repo's offline store: file) on E and compares
+        every row Feast returns with Larder's row of the same row_id in L: every feature value,
+        its null-ness and its type family. Prints one JSON line: rows of each, rows Feast
+        dropped, cells compared, mismatches (the first 20).
+"""
+
+import argparse
+import datetime as dt
+import json
+import math
+import random
+import sys
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+UTC = dt.timezone.utc
+DATA_START = dt.datetime(2024, 1, 1, tzinfo=UTC)
+DATA_END = dt.datetime(2024, 1, 2, 23, tzinfo=UTC)
+TTL = dt.timedelta(days=1)
+
+
+def gen(args):
+    rnd = random.Random(args.seed)
+    rows = []
+    for i in range(args.rows):
+        driver = rnd.randint(995, 2005)  # 1001..2000 exist
+        kind = rnd.random()
+        if kind < 0.15:
+            # Before all feature data: Feast's file store drops these rows.
+            ts = DATA_START - dt.timedelta(minutes=rnd.randint(1, 24 * 60))
+        elif kind < 0.30:
+            # Exactly on a feature row's event time.
+            ts = DATA_START + dt.timedelta(hours=rnd.randint(0, 47))
+        elif kind < 0.40:
+            # Exactly one ttl after a feature row (the boundary).
+            ts = DATA_START + dt.timedelta(hours=rnd.randint(0, 47)) + TTL
+        elif kind < 0.55:
+            # After the data, beyond the ttl of the last row.
+            ts = DATA_END + TTL + dt.timedelta(minutes=rnd.randint(1, 600))
+        else:
+            ts = DATA_START + dt.timedelta(seconds=rnd.randint(0, 60 * 60 * 60))
+        rows.append({"row_id": i, "driver_id": driver, "event_timestamp": ts})
+    df = pd.DataFrame(rows)
+    df["event_timestamp"] = pd.to_datetime(df["event_timestamp"], utc=True)
+    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), f"{args.out_dir}/entities.parquet")
+    csv = df.copy()
+    csv["event_timestamp"] = csv["event_timestamp"].map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    csv.to_csv(f"{args.out_dir}/entities.csv", index=False)
+    print(json.dumps({"rows": len(df)}))
+
+
+def same(a, b):
+    na = a is None or (isinstance(a, float) and math.isnan(a)) or a is pd.NA or a is pd.NaT
+    nb = b is None or (isinstance(b, float) and math.isnan(b)) or b is pd.NA or b is pd.NaT
+    if na or nb:
+        return na and nb
+    if isinstance(a, (bool,)) or isinstance(b, (bool,)):
+        return bool(a) == bool(b) and type(a) is type(b)
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return a == b
+
+
+def plain(v):
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def compare(args):
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=args.repo_dir)
+    entities = pq.read_table(args.entities).to_pandas()
+    if args.feature_service:
+        features = store.get_feature_service(args.feature_service)
+    else:
+        features = args.features.split(",")
+    feast_df = store.get_historical_features(
+        entity_df=entities, features=features, full_feature_names=args.full_feature_names
+    ).to_df()
+    larder = pq.read_table(args.larder).to_pandas()
+    by_id = {int(r["row_id"]): r for _, r in larder.iterrows()}
+    frame_cols = set(entities.columns)
+    feature_cols = [c for c in feast_df.columns if c not in frame_cols]
+    missing_cols = [c for c in feature_cols if c not in larder.columns]
+    mismatches, cells = [], 0
+    for _, row in feast_df.iterrows():
+        rid = int(row["row_id"])
+        mine = by_id.get(rid)
+        if mine is None:
+            mismatches.append({"row_id": rid, "error": "row missing from Larder's output"})
+            continue
+        for c in feature_cols:
+            if c in missing_cols:
+                continue
+            cells += 1
+            a, b = plain(row[c]), plain(mine[c])
+            if not same(a, b):
+                mismatches.append({"row_id": rid, "column": c, "feast": repr(a), "larder": repr(b)})
+    # Type families per column: Feast's pandas dtype vs Larder's Arrow type.
+    larder_schema = pq.read_schema(args.larder)
+    types = {c: [str(feast_df[c].dtype), str(larder_schema.field(c).type)] for c in feature_cols if c in larder.columns}
+    out = {
+        "entity_rows": len(entities),
+        "feast_rows": len(feast_df),
+        "larder_rows": len(larder),
+        "feast_dropped": len(entities) - len(feast_df),
+        "larder_row_ids_complete": sorted(by_id) == sorted(int(x) for x in entities["row_id"]),
+        "feature_columns": feature_cols,
+        "missing_columns": missing_cols,
+        "cells_compared": cells,
+        "mismatch_count": len(mismatches),
+        "mismatches": mismatches[:20],
+        "types": types,
+    }
+    print(json.dumps(out, default=str))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("gen")
+    g.add_argument("--out-dir", required=True)
+    g.add_argument("--seed", type=int, default=20261129)
+    g.add_argument("--rows", type=int, default=400)
+    c = sub.add_parser("compare")
+    c.add_argument("--repo-dir", required=True)
+    c.add_argument("--entities", required=True)
+    c.add_argument("--larder", required=True)
+    c.add_argument("--features", default="")
+    c.add_argument("--feature-service")
+    c.add_argument("--full-feature-names", action="store_true")
+    args = p.parse_args()
+    {"gen": gen, "compare": compare}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
