@@ -293,18 +293,24 @@ pub(crate) struct Query {
     pub key_cols: Vec<Option<usize>>,
 }
 
-pub(crate) fn build_query(source: &SourceSpec, plan: &Plan) -> Result<Query, String> {
+/// The `FROM` item of a source: its quoted table, or its query as a
+/// subquery named `larder_src`.
+pub(crate) fn from_clause(source: &SourceSpec) -> Result<String, String> {
     let SourceLocation::Postgres { table, query, .. } = &source.location else {
         return Err("not a PostgreSQL source".into());
     };
-    let from = match (table, query) {
-        (Some(t), _) => t.split('.').map(quote_ident).collect::<Result<Vec<_>, _>>()?.join("."),
+    match (table, query) {
+        (Some(t), _) => Ok(t.split('.').map(quote_ident).collect::<Result<Vec<_>, _>>()?.join(".")),
         (None, Some(q)) => {
             let q = q.trim().trim_end_matches(';');
-            format!("({q}) AS \"larder_src\"")
+            Ok(format!("({q}) AS \"larder_src\""))
         }
-        (None, None) => return Err("PostgreSQL source has neither a table nor a query".into()),
-    };
+        (None, None) => Err("PostgreSQL source has neither a table nor a query".into()),
+    }
+}
+
+pub(crate) fn build_query(source: &SourceSpec, plan: &Plan) -> Result<Query, String> {
+    let from = from_clause(source)?;
     let mut select = Vec::new();
     let mut columns = Vec::new();
     let mut key_cols = Vec::new();
@@ -409,17 +415,7 @@ pub(crate) async fn read_postgres(
         message,
     })?;
 
-    check_tls_files(url).map_err(pg_err)?;
-    let opts = PgConnectOptions::from_str(url)
-        .map_err(|e| pg_err(format!("invalid connection URL: {}", redact(&e.to_string(), url))))?
-        .options([("TimeZone", "UTC")]);
-    let mut conn = sqlx::PgConnection::connect_with(&opts).await.map_err(|e| {
-        pg_err(format!(
-            "cannot connect ({}): {}",
-            tls_parameters(url),
-            redact(&e.to_string(), url)
-        ))
-    })?;
+    let mut conn = connect(url, &loc).await?;
 
     // Prepare first: checks the table, the columns and their types before
     // any row is read.
@@ -558,6 +554,26 @@ pub(crate) async fn read_postgres(
     }
     tracing::info!(source = %source.name, rows_emitted = stats.rows_emitted, "offline read finished");
     Ok(stats)
+}
+
+/// A connection to a source's database (session time zone UTC); errors
+/// name `location` and never print the URL's password.
+pub(crate) async fn connect(url: &str, location: &str) -> Result<sqlx::PgConnection, OfflineError> {
+    let pg_err = |message: String| OfflineError::Postgres {
+        location: location.to_string(),
+        message,
+    };
+    check_tls_files(url).map_err(pg_err)?;
+    let opts = PgConnectOptions::from_str(url)
+        .map_err(|e| pg_err(format!("invalid connection URL: {}", redact(&e.to_string(), url))))?
+        .options([("TimeZone", "UTC")]);
+    sqlx::PgConnection::connect_with(&opts).await.map_err(|e| {
+        pg_err(format!(
+            "cannot connect ({}): {}",
+            tls_parameters(url),
+            redact(&e.to_string(), url)
+        ))
+    })
 }
 
 /// The libpq TLS parameters sqlx reads from a URL's query (with sqlx's

@@ -30,7 +30,7 @@ fn is_time(dt: &DataType) -> bool {
 
 /// An entity frame with its timestamps read.
 pub(crate) struct EntityFrame<'a> {
-    batch: &'a RecordBatch,
+    pub(crate) batch: &'a RecordBatch,
     timestamps: Vec<i64>,
 }
 
@@ -97,8 +97,8 @@ impl<'a> EntityFrame<'a> {
         &self.timestamps
     }
 
-    /// The frame's keys for `view`, numbered.
-    pub(crate) fn keys(&self, view: &HistoricalView) -> Result<EntityKeys, OfflineError> {
+    /// The frame's join-key columns for `view`, checked and cast.
+    pub(crate) fn key_columns(&self, view: &HistoricalView) -> Result<KeyColumns, OfflineError> {
         let schema = self.batch.schema_ref();
         let mut columns = Vec::with_capacity(view.join_keys.len().max(1));
         for k in &view.join_keys {
@@ -126,7 +126,12 @@ impl<'a> EntityFrame<'a> {
         if view.join_keys.is_empty() {
             columns.push((None, larder_model::types::FeatureType::STRING));
         }
-        let cols = KeyColumns::new(&columns).map_err(|e| error(format!("view {}: {e}", view.name)))?;
+        KeyColumns::new(&columns).map_err(|e| error(format!("view {}: {e}", view.name)))
+    }
+
+    /// The frame's keys for `view`, numbered.
+    pub(crate) fn keys(&self, view: &HistoricalView) -> Result<EntityKeys, OfflineError> {
+        let cols = self.key_columns(view)?;
         let mut index = KeyIndex::default();
         let mut row_keys = Vec::with_capacity(self.batch.num_rows());
         let mut buf = Vec::new();

@@ -125,6 +125,32 @@ impl KeyColumns {
         Ok(KeyColumns { columns: out })
     }
 
+    /// Row `i`'s key values in PostgreSQL's COPY text format, each
+    /// preceded by a tab; `false` when a key value is null.
+    pub(crate) fn copy_text(&self, i: usize, out: &mut String) -> bool {
+        use std::fmt::Write;
+        for c in &self.columns {
+            match c {
+                KeyColumn::Int(a) | KeyColumn::Text(a) | KeyColumn::Bytes(a) if a.is_null(i) => return false,
+                KeyColumn::Int(a) => {
+                    let _ = write!(out, "\t{}", a.as_primitive::<Int64Type>().value(i));
+                }
+                KeyColumn::Text(a) => {
+                    out.push('\t');
+                    copy_escape(a.as_string::<i32>().value(i), out);
+                }
+                KeyColumn::Bytes(a) => {
+                    out.push_str("\t\\\\x");
+                    for b in a.as_binary::<i32>().value(i) {
+                        let _ = write!(out, "{b:02x}");
+                    }
+                }
+                KeyColumn::Empty => {}
+            }
+        }
+        true
+    }
+
     /// Row `i`'s key bytes, written into `buf` (cleared first); `false`
     /// when a key value is null.
     #[inline]
@@ -158,6 +184,20 @@ impl KeyColumns {
             }
         }
         true
+    }
+}
+
+/// Text in PostgreSQL's COPY text format: backslash, tab, newline and
+/// carriage return escaped.
+pub(crate) fn copy_escape(s: &str, out: &mut String) {
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
     }
 }
 

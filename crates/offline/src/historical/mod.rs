@@ -32,6 +32,7 @@ mod asof;
 mod frame;
 mod keys;
 mod parquet_scan;
+mod postgres_scan;
 mod time;
 
 use arrow::record_batch::RecordBatch;
@@ -107,6 +108,10 @@ pub struct HistoricalResult {
 /// `entities` must hold the event timestamp column ([`ENTITY_TIMESTAMP_COLUMN`],
 /// or else its only timestamp column) and every join key column of every
 /// view; `progress` is called with the number of views done.
+///
+/// Blocking: call it from a blocking thread (`spawn_blocking`), a
+/// multi-threaded Tokio runtime's worker, or outside any runtime
+/// (PostgreSQL sources then run on a runtime of their own).
 pub fn get_historical_features(
     entities: &RecordBatch,
     request: &HistoricalRequest,
@@ -149,13 +154,15 @@ fn retrieve_view(
     frame: &frame::EntityFrame,
     view: &HistoricalView,
 ) -> Result<(Vec<arrow::array::ArrayRef>, ViewStats), OfflineError> {
-    let entity_keys = frame.keys(view)?;
-    let points = asof::Points::new(&entity_keys.row_keys, frame.timestamps(), entity_keys.distinct);
     match &view.source.location {
-        crate::SourceLocation::Parquet(root) => parquet_scan::retrieve(root, view, &entity_keys.index, &points),
-        crate::SourceLocation::Postgres { .. } => Err(OfflineError::UnsupportedSource {
-            source_name: view.source.name.clone(),
-            message: "historical retrieval from PostgreSQL sources is not implemented yet".into(),
-        }),
+        crate::SourceLocation::Parquet(root) => {
+            let entity_keys = frame.keys(view)?;
+            let points = asof::Points::new(&entity_keys.row_keys, frame.timestamps(), entity_keys.distinct);
+            parquet_scan::retrieve(root, view, &entity_keys.index, &points)
+        }
+        crate::SourceLocation::Postgres { .. } => {
+            let keys = frame.key_columns(view)?;
+            postgres_scan::retrieve_blocking(frame.batch, frame.timestamps(), &keys, view)
+        }
     }
 }
