@@ -6,9 +6,12 @@
         (known and unknown drivers) and event_timestamp (before the data, inside it, exactly on
         feature rows, exactly one ttl after a feature row, and after the ttl ran out).
 
+    check_historical.py load-pg --parquet P --table T --database D [--host --port --user]
+        Copies a Parquet file into a new PostgreSQL table (for the PostgreSQL-source comparison).
+
     check_historical.py compare --repo-dir R --entities E --larder L [--features a:b,...]
                                 [--feature-service S] [--full-feature-names]
-        Runs Feast's get_historical_features (the repo's offline store: file) on E and compares
+        Runs Feast's get_historical_features (the repo's offline store: file or postgres) on E and compares
         every row Feast returns with Larder's row of the same row_id in L: every feature value,
         its null-ness and its type family. Prints one JSON line: rows of each, rows Feast
         dropped, cells compared, mismatches (the first 20).
@@ -59,6 +62,29 @@ def gen(args):
     csv["event_timestamp"] = csv["event_timestamp"].map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%S%z"))
     csv.to_csv(f"{args.out_dir}/entities.csv", index=False)
     print(json.dumps({"rows": len(df)}))
+
+
+def load_pg(args):
+    """Copy a Parquet file into a new PostgreSQL table (timestamps as timestamptz)."""
+    import psycopg
+
+    table = pq.read_table(args.parquet)
+    types = {
+        pa.int64(): "bigint", pa.int32(): "integer", pa.float32(): "real", pa.float64(): "double precision",
+        pa.string(): "text", pa.bool_(): "boolean",
+    }
+    cols = []
+    for f in table.schema:
+        t = "timestamptz" if pa.types.is_timestamp(f.type) else types[f.type]
+        cols.append(f'"{f.name}" {t}')
+    with psycopg.connect(host=args.host, port=args.port, dbname=args.database, user=args.user, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{args.table}" ({", ".join(cols)})')
+        names = ", ".join(f'"{f.name}"' for f in table.schema)
+        with conn.cursor() as cur:
+            with cur.copy(f'COPY "{args.table}" ({names}) FROM STDIN') as copy:
+                for row in table.to_pylist():
+                    copy.write_row([row[f.name] for f in table.schema])
+    print(json.dumps({"rows": table.num_rows}))
 
 
 def same(a, b):
@@ -143,8 +169,15 @@ def main():
     c.add_argument("--features", default="")
     c.add_argument("--feature-service")
     c.add_argument("--full-feature-names", action="store_true")
+    lp = sub.add_parser("load-pg")
+    lp.add_argument("--parquet", required=True)
+    lp.add_argument("--table", required=True)
+    lp.add_argument("--host", default="127.0.0.1")
+    lp.add_argument("--port", type=int, default=5432)
+    lp.add_argument("--database", required=True)
+    lp.add_argument("--user", default="root")
     args = p.parse_args()
-    {"gen": gen, "compare": compare}[args.cmd](args)
+    {"gen": gen, "compare": compare, "load-pg": load_pg}[args.cmd](args)
 
 
 if __name__ == "__main__":
