@@ -273,7 +273,15 @@ async fn postgres_source_matches_feasts_postgres_offline_store() {
     std::fs::write(&cfg, yaml).unwrap();
     let cfg = cfg.to_str().unwrap();
     larder_ok(&["-c", cfg, "apply", "-f", manifests.to_str().unwrap()]);
-    let out = feast_script(&python, &["e2e/feast/check_historical.py", "gen", "--out-dir", dir.path().to_str().unwrap()]);
+    let out = feast_script(
+        &python,
+        &[
+            "e2e/feast/check_historical.py",
+            "gen",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
     assert_success("check_historical.py gen", &out);
     let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips,driver_hourly_stats:rating,driver_hourly_stats:city,driver_hourly_stats:is_premium";
     let entities = dir.path().join("entities.parquet");
