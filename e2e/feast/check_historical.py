@@ -6,6 +6,12 @@
         (known and unknown drivers) and event_timestamp (before the data, inside it, exactly on
         feature rows, exactly one ttl after a feature row, and after the ttl ran out).
 
+    check_historical.py remote-write --repo-dir R --source-file F
+        write_to_offline_store through a remote offline store, then reads the row back.
+
+    check_historical.py flight-errors --port P
+        Sends malformed Flight commands to an offline server; prints each error.
+
     check_historical.py load-pg --parquet P --table T --database D [--host --port --user]
         Copies a Parquet file into a new PostgreSQL table (for the PostgreSQL-source comparison).
 
@@ -85,6 +91,56 @@ def load_pg(args):
                 for row in table.to_pylist():
                     copy.write_row([row[f.name] for f in table.schema])
     print(json.dumps({"rows": table.num_rows}))
+
+
+def remote_write(args):
+    """Feast's write_to_offline_store through a remote offline store, then read the row back."""
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=args.repo_dir)
+    source = pq.read_table(args.source_file)
+    df = source.slice(source.num_rows - 1).to_pandas()
+    at = pd.Timestamp("2024-01-03T00:00:00Z")
+    df.loc[:, "driver_id"] = 1001
+    df.loc[:, "event_timestamp"] = at
+    df.loc[:, "created"] = at
+    df["conv_rate"] = df["conv_rate"].astype("float32") * 0 + 0.625
+    df.loc[:, "city"] = "Pushed"
+    store.write_to_offline_store("driver_hourly_stats", df)
+    entities = pd.DataFrame({"driver_id": [1001, 1002], "event_timestamp": [at + pd.Timedelta(minutes=30)] * 2})
+    out = store.get_historical_features(
+        entity_df=entities, features=["driver_hourly_stats:conv_rate", "driver_hourly_stats:city"]
+    ).to_df()
+    rows = {int(r["driver_id"]): {"conv_rate": float(r["conv_rate"]), "city": r["city"]} for _, r in out.iterrows()}
+    print(json.dumps({"rows": rows, "source_rows": pq.read_table(args.source_file).num_rows}))
+
+
+def flight_errors(args):
+    """Send malformed commands to an offline server with pyarrow.flight; print each error text."""
+    import pyarrow.flight as fl
+
+    client = fl.connect(f"grpc+tcp://127.0.0.1:{args.port}")
+    frame = pa.table({"driver_id": [1001], "event_timestamp": pa.array([DATA_START], pa.timestamp("us", tz="UTC"))})
+    cases = {
+        "missing_field": {"api": "get_historical_features", "project": "driver_stats", "feature_view_names": ["driver_hourly_stats"], "name_aliases": [None]},
+        "unknown_api": {"api": "persist"},
+        "unknown_view": {"api": "get_historical_features", "project": "driver_stats", "feature_view_names": ["nope"], "name_aliases": [None], "feature_refs": ["nope:x"], "full_feature_names": False},
+        "unknown_feature": {"api": "get_historical_features", "project": "driver_stats", "feature_view_names": ["driver_hourly_stats"], "name_aliases": [None], "feature_refs": ["driver_hourly_stats:nope"], "full_feature_names": False},
+        "no_timestamp": {"api": "get_historical_features", "project": "driver_stats", "feature_view_names": ["driver_hourly_stats"], "name_aliases": [None], "feature_refs": ["driver_hourly_stats:conv_rate"], "full_feature_names": False},
+    }
+    out = {}
+    for name, command in cases.items():
+        table = frame.drop(["event_timestamp"]) if name == "no_timestamp" else frame
+        try:
+            writer, reader = client.do_exchange(fl.FlightDescriptor.for_command(json.dumps(command)))
+            writer.begin(table.schema)
+            writer.write_table(table)
+            writer.done_writing()
+            reader.read_all()
+            out[name] = "no error"
+        except Exception as e:  # noqa: BLE001 - the error text is the observation
+            out[name] = f"{type(e).__name__}: {e}"
+    print(json.dumps(out))
 
 
 def same(a, b):
@@ -176,8 +232,13 @@ def main():
     lp.add_argument("--port", type=int, default=5432)
     lp.add_argument("--database", required=True)
     lp.add_argument("--user", default="root")
+    rw = sub.add_parser("remote-write")
+    rw.add_argument("--repo-dir", required=True)
+    rw.add_argument("--source-file", required=True)
+    fe = sub.add_parser("flight-errors")
+    fe.add_argument("--port", type=int, required=True)
     args = p.parse_args()
-    {"gen": gen, "compare": compare, "load-pg": load_pg}[args.cmd](args)
+    {"gen": gen, "compare": compare, "load-pg": load_pg, "flight-errors": flight_errors, "remote-write": remote_write}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -107,9 +107,8 @@ pub enum FieldStatusName {
     Invalid,
 }
 
-/// Where `POST /push` writes. Feast also has `offline` and
-/// `online_and_offline`; this server has no offline-store writes and
-/// refuses them (422).
+/// Where `POST /push` writes: the online store, the push source's batch
+/// source (the offline store), or both (online first, as Feast).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PushMode {
@@ -121,7 +120,9 @@ pub enum PushMode {
 
 /// `POST /push`. Besides what the schema says: the push source exists
 /// (else 422, Feast's `PushSourceNotFoundException`) and `df` holds every
-/// column of the views it feeds, with values of their types (else 400).
+/// column of the views it feeds, with values of their types (else 400);
+/// for the offline store, also the columns of the batch source's files
+/// (else 400).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct PushRequest {
     #[schema(min_length = 1, example = "driver_stats_push")]
@@ -129,9 +130,9 @@ pub struct PushRequest {
     /// Columnar rows: column name → values.
     #[schema(schema_with = df_schema)]
     pub df: Map<String, Json>,
-    /// Only `online` (or null, the default): this server has no
-    /// offline-store writes, so Feast's `offline` and
-    /// `online_and_offline` are refused (422, after the permission check).
+    /// `online` (or null, the default), `offline` (append the rows to the
+    /// push source's batch source) or `online_and_offline` (both, the
+    /// online store first).
     #[serde(default)]
     #[schema(schema_with = push_to_schema)]
     pub to: PushMode,
@@ -168,7 +169,17 @@ fn df_schema() -> impl Into<RefOr<Schema>> {
 fn push_to_schema() -> impl Into<RefOr<Schema>> {
     ObjectBuilder::new()
         .schema_type(SchemaType::Array(vec![Type::String, Type::Null]))
-        .enum_values(Some([json!("online"), Json::Null]))
+        .enum_values(Some([
+            json!("online"),
+            json!("offline"),
+            json!("online_and_offline"),
+            Json::Null,
+        ]))
+        .description(Some(
+            "Where the rows go: `online` (the default) the online store; `offline` appended to the push \
+             source's batch source (a new file in a Parquet directory, the rewritten file of a single-file \
+             source, or rows of a PostgreSQL table); `online_and_offline` both, the online store first",
+        ))
         .default(Some(json!("online")))
 }
 

@@ -72,13 +72,13 @@ fn complete(doc: &mut Value, limits: &Limits, auth: bool) {
         ),
         (
             "500",
-            error("An internal failure (the registry or online store failed)".into()),
+            error("An internal failure (the registry, the online store or, for `/push` to the offline store, the batch source failed)".into()),
         ),
         (
             "503",
             error(
-                "The online store, the registry or the identity provider cannot be reached now; the same \
-                 request may succeed later"
+                "The online store, the registry, the identity provider or (for `/push` to the offline store) \
+                 the offline store's database cannot be reached now; the same request may succeed later"
                     .into(),
             ),
         ),

@@ -119,10 +119,7 @@ pub(crate) fn push_request(mut m: serde_json::Map<String, Json>) -> Result<api::
             return Err(ApiError::validation(
                 "enum",
                 &["to"],
-                format!(
-                    "Input should be 'online' (Feast's 'offline' and 'online_and_offline' need \
-                     offline-store writes, which this server does not have), got {other:?}"
-                ),
+                format!("Input should be 'online', 'offline' or 'online_and_offline', got {other:?}"),
             ));
         }
     };

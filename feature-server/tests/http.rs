@@ -284,7 +284,9 @@ async fn bad_input_is_a_clear_4xx() {
         ("/push", json!({"push_source_name": "nope", "df": {"driver_id": [1]}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "PushSourceNotFoundException"),
         ("/push", json!({"push_source_name": "driver_stats_push", "df": {"driver_id": [1], "event_timestamp": ["2024-01-01"]}}).to_string(), StatusCode::BAD_REQUEST, "column conv_rate is missing"),
         ("/push", json!({"push_source_name": "driver_stats_push", "to": "sideways", "df": {}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "online"),
-        ("/push", json!({"push_source_name": "driver_stats_push", "to": "offline", "df": {}}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "offline-store writes"),
+        // Offline pushes are checked before anything is written (the example's file stays as it is).
+        ("/push", json!({"push_source_name": "driver_stats_push", "to": "offline", "df": {}}).to_string(), StatusCode::BAD_REQUEST, "column event_timestamp is missing from df"),
+        ("/push", json!({"push_source_name": "driver_stats_push", "to": "online_and_offline", "df": {"driver_id": [1], "event_timestamp": ["2024-01-01"]}}).to_string(), StatusCode::BAD_REQUEST, "column conv_rate is missing"),
         ("/write-to-online-store", json!({"feature_view_name": "nope", "df": {}}).to_string(), StatusCode::NOT_FOUND, "FeatureViewNotFoundException"),
         ("/materialize", json!({"end_ts": "2024-01-01"}).to_string(), StatusCode::UNPROCESSABLE_ENTITY, "start_ts"),
         ("/materialize", json!({"start_ts": "2024-01-02", "end_ts": "2024-01-01"}).to_string(), StatusCode::BAD_REQUEST, "before end_ts"),

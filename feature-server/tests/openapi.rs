@@ -207,7 +207,7 @@ async fn every_answer_is_documented() {
             "POST",
             "/push",
             json!({"push_source_name": "driver_stats_push", "to": "offline", "df": {}}).to_string(),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
         ),
         (
             "POST",
@@ -275,8 +275,8 @@ async fn every_answer_is_documented() {
 }
 
 /// Bodies the schema allowed but the server refused: empty `entities`,
-/// empty or non-timestamp `start_ts`, an empty push source name,
-/// `to: offline` (which was a 501 besides).
+/// empty or non-timestamp `start_ts`, an empty push source name, a `to`
+/// outside Feast's three modes.
 #[tokio::test]
 async fn the_schema_refuses_what_the_server_refuses() {
     let s = Server::new(Limits::default()).await;
@@ -373,20 +373,34 @@ async fn the_schema_refuses_what_the_server_refuses() {
         .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
 
-    // `to`: `online` only; the others are refused as a validation failure, never a 5xx.
+    // `to`: the three modes Feast has (and null); a df that does not fit is a 400 for
+    // each, never a 5xx, and anything else a validation failure.
     let to = property(&doc, "PushRequest", "to");
-    assert_eq!(to["enum"], json!(["online", null]), "{to}");
-    for other in ["offline", "online_and_offline"] {
+    assert_eq!(
+        to["enum"],
+        json!(["online", "offline", "online_and_offline", null]),
+        "{to}"
+    );
+    for mode in ["online", "offline", "online_and_offline"] {
         let a = s
             .call(
                 "POST",
                 "/push",
-                &json!({"push_source_name": "driver_stats_push", "to": other, "df": {}}).to_string(),
+                &json!({"push_source_name": "driver_stats_push", "to": mode, "df": {}}).to_string(),
             )
             .await;
-        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{other}: {}", a.body);
-        assert_eq!(a.json()["detail"][0]["loc"], json!(["body", "to"]));
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{mode}: {}", a.body);
+        assert_documented(&doc, "POST", "/push", &a);
     }
+    let a = s
+        .call(
+            "POST",
+            "/push",
+            &json!({"push_source_name": "driver_stats_push", "to": "sideways", "df": {}}).to_string(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.json()["detail"][0]["loc"], json!(["body", "to"]));
 }
 
 /// `?async=` and `?force=` as Feast's FastAPI reads booleans; anything

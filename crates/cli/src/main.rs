@@ -141,6 +141,10 @@ enum Command {
     Up(serve::UpArgs),
     /// Serve Feast's RegistryServer gRPC API over the configured registry.
     RegistryServer(larder_registry_server::run::RegistryServerArgs),
+    /// Serve Feast's remote offline store protocol (Arrow Flight, `feast serve_offline`):
+    /// point-in-time correct training sets for Feast SDKs configured with
+    /// `offline_store: {type: remote, host, port}`.
+    OfflineServer(larder_offline_server::run::OfflineServerArgs),
     /// Print every Kubernetes object the operator would create for the
     /// FeatureStores and views in the manifests (for review; nothing is applied).
     Render {
@@ -277,6 +281,7 @@ async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::OfflineServer(args) => larder_offline_server::run::run(&settings, &args).await,
         Command::Render {
             files,
             namespace,

@@ -301,3 +301,179 @@ async fn postgres_source_matches_feasts_postgres_offline_store() {
     let r = compare(&python, dir.path(), &entities, &output, &["--features", features]);
     assert_agrees_dropping("PostgreSQL source", &r, false);
 }
+
+/// Start `larder offline-server` and wait until it accepts connections.
+fn start_offline_server(cfg: &str, log: std::path::PathBuf) -> LarderProcess {
+    let cfg = cfg.to_string();
+    LarderProcess::start(
+        "larder offline-server",
+        log,
+        &[
+            "LARDER_CONFIG",
+            "LARDER_PROJECT",
+            "LARDER_REGISTRY",
+            "LARDER_HOST",
+            "LARDER_OFFLINE_PORT",
+        ],
+        move |port| {
+            [
+                "-c",
+                &cfg,
+                "offline-server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+        |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    )
+}
+
+/// Feast 0.67's SDK with `offline_store: {type: remote}` builds its
+/// training sets through `larder offline-server` (Arrow Flight DoExchange):
+/// every entity row, and values identical to Larder's CLI (itself pinned
+/// against Feast's file offline store above) for features and for a
+/// feature service with full feature names; malformed commands get clear
+/// errors.
+#[test]
+fn feast_sdk_reads_training_sets_through_the_offline_server() {
+    let Some(python) = feast_python() else { return };
+    let (dir, cfg) = repo();
+    let cfg = cfg.to_str().unwrap();
+    let server = start_offline_server(cfg, dir.path().join("offline-server.log"));
+    let remote = dir.path().join("remote");
+    std::fs::create_dir(&remote).unwrap();
+    let d = dir.path().display();
+    std::fs::write(
+        remote.join("feature_store.yaml"),
+        format!(
+            "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: remote\n  host: 127.0.0.1\n  port: {}\nentity_key_serialization_version: 3\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let out = feast_script(
+        &python,
+        &[
+            "e2e/feast/check_historical.py",
+            "gen",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_success("check_historical.py gen", &out);
+    let entities = dir.path().join("entities.parquet");
+    let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips,driver_hourly_stats:rating,driver_hourly_stats:city,driver_hourly_stats:is_premium";
+    for (extra, name) in [
+        (vec!["--features", features], "features"),
+        (
+            vec!["--feature-service", "driver_activity", "--full-feature-names"],
+            "service",
+        ),
+    ] {
+        let output = dir.path().join(format!("larder_{name}.parquet"));
+        let mut args = vec![
+            "-c",
+            cfg,
+            "get-historical-features",
+            "--entities",
+            entities.to_str().unwrap(),
+        ];
+        args.extend(extra.iter().copied());
+        args.extend(["--output", output.to_str().unwrap()]);
+        assert_success("larder get-historical-features", &larder(&args));
+        let r = compare(&python, &remote, &entities, &output, &extra);
+        assert_agrees_dropping(&format!("remote offline store ({name})"), &r, false);
+        assert_eq!(r["feast_rows"], 400, "{r:#}");
+    }
+
+    let out = feast_script(
+        &python,
+        &[
+            "e2e/feast/check_historical.py",
+            "flight-errors",
+            "--port",
+            &server.port.to_string(),
+        ],
+    );
+    assert_success("check_historical.py flight-errors", &out);
+    let errors = last_json(&out);
+    for (case, expected) in [
+        ("missing_field", "missing field \"feature_refs\""),
+        ("unknown_api", "not served"),
+        ("unknown_view", "Feature view nope does not exist"),
+        ("unknown_feature", "Feature nope not found"),
+        ("no_timestamp", "no event_timestamp column"),
+    ] {
+        let text = errors[case].as_str().unwrap_or_default();
+        assert!(text.contains(expected), "{case}: expected {expected:?} in {text:?}");
+    }
+    assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Feast's `write_to_offline_store` through `larder offline-server`
+/// (`get_table_column_names_and_types_from_data_source` over DoExchange,
+/// `offline_write_batch` over DoPut) appends the row to the view's batch
+/// source; Feast then reads it back through the same server.
+#[test]
+fn feast_sdk_writes_to_the_offline_store_through_the_offline_server() {
+    let Some(python) = feast_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of the example: the write changes its Parquet file.
+    let example = dir.path().join("example");
+    copy_dir(&example_dir(), &example);
+    let d = dir.path().display();
+    let yaml = format!(
+        "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+    );
+    let cfg = dir.path().join("feature_store.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    larder_ok(&["-c", cfg, "apply", "-f", example.join("manifests").to_str().unwrap()]);
+    let server = start_offline_server(cfg, dir.path().join("offline-server.log"));
+    let remote = dir.path().join("remote");
+    std::fs::create_dir(&remote).unwrap();
+    std::fs::write(
+        remote.join("feature_store.yaml"),
+        format!(
+            "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: remote\n  host: 127.0.0.1\n  port: {}\nentity_key_serialization_version: 3\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let source = example.join("data/driver_stats.parquet");
+    let out = feast_script(
+        &python,
+        &[
+            "e2e/feast/check_historical.py",
+            "remote-write",
+            "--repo-dir",
+            remote.to_str().unwrap(),
+            "--source-file",
+            source.to_str().unwrap(),
+        ],
+    );
+    assert_success("check_historical.py remote-write", &out);
+    let r = last_json(&out);
+    assert_eq!(r["source_rows"], 48_001, "{r}");
+    assert_eq!(r["rows"]["1001"]["conv_rate"], 0.625, "{r}");
+    assert_eq!(r["rows"]["1001"]["city"], "Pushed", "{r}");
+    assert_ne!(r["rows"]["1002"]["city"], "Pushed", "{r}");
+    assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
+}

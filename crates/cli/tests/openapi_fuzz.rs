@@ -71,7 +71,18 @@ fn schemathesis_finds_no_mismatch() {
     )
     .unwrap();
     let c = cfg.to_str().unwrap();
-    let manifests = example_dir().join("manifests");
+    // A copy of the example: `/push` with `to: offline` appends to the push
+    // source's batch source, which must not be the repository's data file.
+    let manifests = dir.path().join("manifests");
+    for sub in ["manifests", "data"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        for e in std::fs::read_dir(example_dir().join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
     larder_ok(&["-c", c, "apply", "-f", manifests.to_str().unwrap()]);
     let out = larder_ok(&["-c", c, "materialize", "2024-01-01", "2024-01-03"]);
     assert!(out.contains("driver_hourly_stats: 1000 rows"), "{out}");

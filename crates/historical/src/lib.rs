@@ -28,6 +28,106 @@ pub enum HistoricalError {
     File { path: String, message: String },
 }
 
+/// Resolve a request as Feast's remote offline store client sends it: the
+/// views by name, each with the alias of its feature service projection (or
+/// none), and `view-or-alias:feature` references. As Feast's offline server
+/// does, an aliased view takes the join-key map of a feature service
+/// projection with that alias.
+pub fn resolve_views(
+    snapshot: &Snapshot,
+    project: &str,
+    view_names: &[String],
+    aliases: &[Option<String>],
+    feature_refs: &[String],
+    full_feature_names: bool,
+    postgres_url: Option<&str>,
+) -> Result<HistoricalRequest, HistoricalError> {
+    use larder_model::feast::{FeastKind, FeastObject};
+    use larder_serving::ServeError;
+    let services = snapshot.list(project, FeastKind::FeatureService);
+    let mut views = Vec::with_capacity(view_names.len());
+    for (i, name) in view_names.iter().enumerate() {
+        let alias = aliases.get(i).cloned().flatten().filter(|a| !a.is_empty());
+        let Some(FeastObject::FeatureView(view)) = snapshot.get(project, FeastKind::FeatureView, name) else {
+            return Err(ServeError::FeatureViewNotFound {
+                name: name.clone(),
+                project: project.to_string(),
+            }
+            .into());
+        };
+        let shown_as = alias.clone().unwrap_or_else(|| name.clone());
+        let spec = view.spec.clone().unwrap_or_default();
+        let mut features: Vec<(String, FeatureType)> = Vec::new();
+        for r in feature_refs {
+            let Some((prefix, feature)) = r.split_once(':') else {
+                return Err(ServeError::InvalidReference(r.clone()).into());
+            };
+            let prefix = prefix.split_once('@').map_or(prefix, |(p, _)| p);
+            if prefix != shown_as {
+                continue;
+            }
+            let Some(f) = spec.features.iter().find(|f| f.name == feature) else {
+                return Err(ServeError::FeatureNotFound {
+                    feature: feature.to_string(),
+                    view: shown_as.clone(),
+                }
+                .into());
+            };
+            if !features.iter().any(|(n, _)| n == feature) {
+                features.push((feature.to_string(), FeatureType::from_proto(f.value_type)));
+            }
+        }
+        let join_key_map: std::collections::HashMap<String, String> = alias
+            .as_ref()
+            .and_then(|a| {
+                services.iter().find_map(|o| match o {
+                    FeastObject::FeatureService(s) => s.spec.as_ref().and_then(|spec| {
+                        spec.features
+                            .iter()
+                            .find(|p| &p.feature_view_name_alias == a)
+                            .map(|p| p.join_key_map.clone().into_iter().collect())
+                    }),
+                    _ => None,
+                })
+            })
+            .unwrap_or_default();
+        let source = SourceSpec::from_feast(&spec.batch_source.clone().unwrap_or_default(), postgres_url)?;
+        views.push(HistoricalView {
+            name: name.clone(),
+            shown_as,
+            source,
+            join_keys: spec
+                .entity_columns
+                .iter()
+                .filter(|c| c.name != larder_offline::DUMMY_ENTITY_ID)
+                .map(|c| HistoricalJoinKey {
+                    name: c.name.clone(),
+                    column: join_key_map.get(&c.name).cloned().unwrap_or_else(|| c.name.clone()),
+                    value_type: FeatureType::from_proto(c.value_type),
+                })
+                .collect(),
+            features,
+            ttl_ns: ttl_ns(&spec),
+        });
+    }
+    Ok(HistoricalRequest {
+        views,
+        full_feature_names,
+    })
+}
+
+/// A view's ttl in ns; 0 (unbounded) when unset.
+fn ttl_ns(spec: &larder_protos::feast::core::FeatureViewSpec) -> i64 {
+    spec.ttl
+        .map(|d| {
+            d.seconds
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(d.nanos))
+        })
+        .unwrap_or(0)
+        .max(0)
+}
+
 /// Resolve `features` (or `feature_service`) in `project` of `snapshot`
 /// into a request over the views' batch sources. `postgres_url` is the
 /// offline store's connection for PostgreSQL sources.
@@ -58,15 +158,7 @@ pub fn resolve(
                 (f.clone(), t)
             })
             .collect();
-        let ttl_ns = spec
-            .ttl
-            .map(|d| {
-                d.seconds
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(i64::from(d.nanos))
-            })
-            .unwrap_or(0)
-            .max(0);
+        let ttl_ns = ttl_ns(&spec);
         views.push(HistoricalView {
             name: spec.name.clone(),
             shown_as: read.shown_as.clone(),

@@ -30,6 +30,7 @@ mod parquet_read;
 mod postgres;
 mod spec;
 mod target;
+pub mod write;
 
 use larder_model::rows::RowBatch;
 use tokio::sync::mpsc;
@@ -37,6 +38,7 @@ use tokio::sync::mpsc;
 pub use error::OfflineError;
 pub use parquet_read::read_parquet_blocking;
 pub use spec::{DUMMY_ENTITY_ID, POSTGRES_SOURCE_CLASS, ReadSpec, SourceLocation, SourceSpec};
+pub use write::{WriteOutcome, check_batch, write_batch, write_parquet_blocking};
 
 /// Batches buffered between the reader and the consumer.
 pub const CHANNEL_BATCHES: usize = 4;
