@@ -12,7 +12,6 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use larder_auth::{Action, AuthError, PermissionSet, Resource, User};
-use larder_model::feast::{FeastKind, FeastObject};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -79,15 +78,7 @@ impl AppState {
         }
         let snap = self.registry.snapshot_cached().await.map_err(ApiError::from)?;
         self.permissions
-            .get(&self.project, snap.generation(), || {
-                snap.list(&self.project, FeastKind::Permission)
-                    .into_iter()
-                    .filter_map(|o| match o {
-                        FeastObject::Permission(p) => Some(p),
-                        _ => None,
-                    })
-                    .collect()
-            })
+            .get(&self.project, snap.generation(), || snap.permissions(&self.project))
             .map_err(|e| ApiError::from(AuthError::from(e)))
     }
 }

@@ -124,15 +124,7 @@ impl OfflineService {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         self.permissions
-            .get(project, snap.generation(), || {
-                snap.list(project, FeastKind::Permission)
-                    .into_iter()
-                    .filter_map(|o| match o {
-                        FeastObject::Permission(p) => Some(p),
-                        _ => None,
-                    })
-                    .collect()
-            })
+            .get(project, snap.generation(), || snap.permissions(project))
             .map_err(|e| auth_status(e.into()))
     }
 

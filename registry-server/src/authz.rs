@@ -83,15 +83,7 @@ impl RegistryService {
         }
         let snap = self.registry.snapshot_cached().await.map_err(status_from)?;
         self.permissions
-            .get(project, snap.generation(), || {
-                snap.list(project, FeastKind::Permission)
-                    .into_iter()
-                    .filter_map(|o| match o {
-                        FeastObject::Permission(p) => Some(p),
-                        _ => None,
-                    })
-                    .collect()
-            })
+            .get(project, snap.generation(), || snap.permissions(project))
             .map_err(|e| auth_status(e.into()))
     }
 

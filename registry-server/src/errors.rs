@@ -49,9 +49,11 @@ pub(crate) fn status_from(e: larder_registry::RegistryError) -> Status {
         larder_registry::RegistryError::NotFound { .. } => {
             feast_status(tonic::Code::NotFound, "FeastObjectNotFoundException", e.to_string())
         }
-        larder_registry::RegistryError::Conflict(m) => {
-            feast_status(tonic::Code::InvalidArgument, "ConflictingFeatureViewNames", m)
-        }
+        larder_registry::RegistryError::ViewNameTaken { .. } => feast_status(
+            tonic::Code::InvalidArgument,
+            "ConflictingFeatureViewNames",
+            e.to_string(),
+        ),
         other => feast_status(tonic::Code::Internal, "FeastError", other.to_string()),
     }
 }

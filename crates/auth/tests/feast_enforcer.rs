@@ -18,6 +18,7 @@ use base64::Engine as _;
 use larder_auth::{Action, Denied, PermissionSet, Resource, ResourceType, User};
 use larder_protos::feast::core as fc;
 use larder_protos::prost::Message as _;
+use larder_testkit::Rng;
 
 /// Reads the cases (argv[1]), answers one JSON line.
 const SCRIPT: &str = r#"
@@ -433,36 +434,17 @@ fn user(username: &str, roles: &[&str], groups: &[&str], namespaces: &[&str]) ->
 // ---------------------------------------------------------------------------
 // The random matrix.
 
-/// splitmix64: a fixed seed gives the same cases everywhere.
-struct Rng(u64);
+/// Draws the test needs beyond [`Rng`]'s.
+trait Subset {
+    fn subset<T: Copy>(&mut self, items: &[T], num: u64, den: u64) -> Vec<T>;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// True with probability `num / den`.
-    fn chance(&mut self, num: u64, den: u64) -> bool {
-        self.next() % den < num
-    }
-
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.below(items.len())]
-    }
-
+impl Subset for Rng {
     /// Each item kept with probability `num / den`, in a shuffled order.
     fn subset<T: Copy>(&mut self, items: &[T], num: u64, den: u64) -> Vec<T> {
         let mut out: Vec<T> = items.iter().copied().filter(|_| self.chance(num, den)).collect();
         for i in (1..out.len()).rev() {
-            let j = self.below(i + 1);
+            let j = self.index(i + 1);
             out.swap(i, j);
         }
         out
@@ -603,7 +585,7 @@ fn random_case(rng: &mut Rng) -> (Case, Vec<Perm>) {
     };
     // Half the time actions some permission allows, for the same reason.
     let pool: &[Action] = if !perms.is_empty() && rng.chance(1, 2) {
-        &perms[rng.below(perms.len())].actions
+        &perms[rng.index(perms.len())].actions
     } else {
         &Action::ALL
     };

@@ -11,18 +11,18 @@ use larder_testkit::PgDatabase;
 use serde_json::Value;
 use support::*;
 
-/// The example applied into a SQLite registry, and a Feast repo reading it.
-fn repo() -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let yaml = format!(
-        "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
-    );
-    let cfg = dir.path().join("feature_store.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let manifests = example_dir().join("manifests");
-    larder_ok(&["-c", cfg.to_str().unwrap(), "apply", "-f", manifests.to_str().unwrap()]);
-    (dir, cfg)
+/// `larder -c CFG get-historical-features --entities E <selection> --output O`.
+fn historical(cfg: &str, entities: &Path, selection: &[&str], output: &Path) -> std::process::Output {
+    let mut args = vec![
+        "-c",
+        cfg,
+        "get-historical-features",
+        "--entities",
+        entities.to_str().unwrap(),
+    ];
+    args.extend_from_slice(selection);
+    args.extend(["--output", output.to_str().unwrap()]);
+    larder(&args)
 }
 
 fn last_json(out: &std::process::Output) -> Value {
@@ -74,7 +74,7 @@ fn assert_agrees_dropping(what: &str, r: &Value, feast_drops: bool) {
 #[test]
 fn training_sets_match_feasts_file_offline_store() {
     let Some(python) = feast_python() else { return };
-    let (dir, cfg) = repo();
+    let (dir, cfg) = example_repo(ExampleData::Shared);
     let out = feast_script(
         &python,
         &[
@@ -95,17 +95,7 @@ fn training_sets_match_feasts_file_offline_store() {
     ] {
         let entities = dir.path().join(input);
         let output = dir.path().join(output);
-        let out = larder(&[
-            "-c",
-            cfg,
-            "get-historical-features",
-            "--entities",
-            entities.to_str().unwrap(),
-            "--features",
-            features,
-            "--output",
-            output.to_str().unwrap(),
-        ]);
+        let out = historical(cfg, &entities, &["--features", features], &output);
         assert_success("larder get-historical-features", &out);
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("wrote 400 rows"),
@@ -124,18 +114,12 @@ fn training_sets_match_feasts_file_offline_store() {
     // A feature service with full feature names.
     let output = dir.path().join("larder_service.parquet");
     let entities = dir.path().join("entities.parquet");
-    let out = larder(&[
-        "-c",
+    let out = historical(
         cfg,
-        "get-historical-features",
-        "--entities",
-        entities.to_str().unwrap(),
-        "--feature-service",
-        "driver_activity",
-        "--full-feature-names",
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+        &entities,
+        &["--feature-service", "driver_activity", "--full-feature-names"],
+        &output,
+    );
     assert_success("larder get-historical-features --feature-service", &out);
     let r = compare(
         &python,
@@ -153,7 +137,7 @@ fn training_sets_match_feasts_file_offline_store() {
 
 #[test]
 fn bad_requests_fail_clearly_and_write_nothing() {
-    let (dir, cfg) = repo();
+    let (dir, cfg) = example_repo(ExampleData::Shared);
     let cfg = cfg.to_str().unwrap();
     let output = dir.path().join("out.parquet");
     let csv = |name: &str, body: &str| {
@@ -161,19 +145,7 @@ fn bad_requests_fail_clearly_and_write_nothing() {
         std::fs::write(&p, body).unwrap();
         p
     };
-    let run = |entities: &Path, features: &str| {
-        larder(&[
-            "-c",
-            cfg,
-            "get-historical-features",
-            "--entities",
-            entities.to_str().unwrap(),
-            "--features",
-            features,
-            "--output",
-            output.to_str().unwrap(),
-        ])
-    };
+    let run = |entities: &Path, features: &str| historical(cfg, entities, &["--features", features], &output);
     let good = csv("good.csv", "driver_id,event_timestamp\n1001,2024-01-01T05:00:00Z\n");
     let cases: [(&Path, &str, &str); 5] = [
         (
@@ -229,7 +201,6 @@ async fn postgres_source_matches_feasts_postgres_offline_store() {
     let Some(python) = feast_python() else { return };
     let db = PgDatabase::create("larder_hist").await;
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
     let parquet = example_dir().join("data/driver_stats.parquet");
     let out = feast_script(
         &python,
@@ -262,13 +233,17 @@ async fn postgres_source_matches_feasts_postgres_offline_store() {
          \x20   - {name: conv_rate, type: Float32}\n    - {name: avg_daily_trips, type: Int64}\n    - {name: rating, type: Float64}\n    - {name: city, type: String}\n    - {name: is_premium, type: Bool}\n",
     )
     .unwrap();
-    let yaml = format!(
-        "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: postgres\n  host: {}\n  port: {}\n  database: {}\n  user: {}\n  password: unused\n  sslmode: disable\nentity_key_serialization_version: 3\n",
-        db.host(),
-        db.port(),
-        db.name(),
-        db.user()
+    let yaml = sqlite_repo_yaml(dir.path()).replace(
+        "offline_store:\n  type: file\n",
+        &format!(
+            "offline_store:\n  type: postgres\n  host: {}\n  port: {}\n  database: {}\n  user: {}\n  password: unused\n  sslmode: disable\n",
+            db.host(),
+            db.port(),
+            db.name(),
+            db.user()
+        ),
     );
+    assert!(yaml.contains("type: postgres"));
     let cfg = dir.path().join("feature_store.yaml");
     std::fs::write(&cfg, yaml).unwrap();
     let cfg = cfg.to_str().unwrap();
@@ -286,20 +261,24 @@ async fn postgres_source_matches_feasts_postgres_offline_store() {
     let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips,driver_hourly_stats:rating,driver_hourly_stats:city,driver_hourly_stats:is_premium";
     let entities = dir.path().join("entities.parquet");
     let output = dir.path().join("larder_pg.parquet");
-    let out = larder(&[
-        "-c",
-        cfg,
-        "get-historical-features",
-        "--entities",
-        entities.to_str().unwrap(),
-        "--features",
-        features,
-        "--output",
-        output.to_str().unwrap(),
-    ]);
+    let out = historical(cfg, &entities, &["--features", features], &output);
     assert_success("larder get-historical-features (PostgreSQL source)", &out);
     let r = compare(&python, dir.path(), &entities, &output, &["--features", features]);
     assert_agrees_dropping("PostgreSQL source", &r, false);
+}
+
+/// A Feast repo in `<dir>/remote` on the same registry whose offline store
+/// is the offline server on `port`.
+fn remote_repo(dir: &Path, port: u16) -> std::path::PathBuf {
+    let remote = dir.join("remote");
+    std::fs::create_dir(&remote).unwrap();
+    let yaml = sqlite_repo_yaml(dir).replace(
+        "offline_store:\n  type: file\n",
+        &format!("offline_store:\n  type: remote\n  host: 127.0.0.1\n  port: {port}\n"),
+    );
+    assert!(yaml.contains("type: remote"));
+    std::fs::write(remote.join("feature_store.yaml"), yaml).unwrap();
+    remote
 }
 
 /// Start `larder offline-server` and wait until it accepts connections.
@@ -341,20 +320,10 @@ fn start_offline_server(cfg: &str, log: std::path::PathBuf) -> LarderProcess {
 #[test]
 fn feast_sdk_reads_training_sets_through_the_offline_server() {
     let Some(python) = feast_python() else { return };
-    let (dir, cfg) = repo();
+    let (dir, cfg) = example_repo(ExampleData::Shared);
     let cfg = cfg.to_str().unwrap();
     let server = start_offline_server(cfg, dir.path().join("offline-server.log"));
-    let remote = dir.path().join("remote");
-    std::fs::create_dir(&remote).unwrap();
-    let d = dir.path().display();
-    std::fs::write(
-        remote.join("feature_store.yaml"),
-        format!(
-            "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: remote\n  host: 127.0.0.1\n  port: {}\nentity_key_serialization_version: 3\n",
-            server.port
-        ),
-    )
-    .unwrap();
+    let remote = remote_repo(dir.path(), server.port);
     let out = feast_script(
         &python,
         &[
@@ -375,16 +344,10 @@ fn feast_sdk_reads_training_sets_through_the_offline_server() {
         ),
     ] {
         let output = dir.path().join(format!("larder_{name}.parquet"));
-        let mut args = vec![
-            "-c",
-            cfg,
-            "get-historical-features",
-            "--entities",
-            entities.to_str().unwrap(),
-        ];
-        args.extend(extra.iter().copied());
-        args.extend(["--output", output.to_str().unwrap()]);
-        assert_success("larder get-historical-features", &larder(&args));
+        assert_success(
+            "larder get-historical-features",
+            &historical(cfg, &entities, &extra, &output),
+        );
         let r = compare(&python, &remote, &entities, &output, &extra);
         assert_agrees_dropping(&format!("remote offline store ({name})"), &r, false);
         assert_eq!(r["feast_rows"], 400, "{r:#}");
@@ -414,19 +377,6 @@ fn feast_sdk_reads_training_sets_through_the_offline_server() {
     assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Feast's `write_to_offline_store` through `larder offline-server`
 /// (`get_table_column_names_and_types_from_data_source` over DoExchange,
 /// `offline_write_batch` over DoPut) appends the row to the view's batch
@@ -434,30 +384,12 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn feast_sdk_writes_to_the_offline_store_through_the_offline_server() {
     let Some(python) = feast_python() else { return };
-    let dir = tempfile::tempdir().unwrap();
     // A copy of the example: the write changes its Parquet file.
-    let example = dir.path().join("example");
-    copy_dir(&example_dir(), &example);
-    let d = dir.path().display();
-    let yaml = format!(
-        "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
-    );
-    let cfg = dir.path().join("feature_store.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
+    let (dir, cfg) = example_repo(ExampleData::Copied);
     let cfg = cfg.to_str().unwrap();
-    larder_ok(&["-c", cfg, "apply", "-f", example.join("manifests").to_str().unwrap()]);
     let server = start_offline_server(cfg, dir.path().join("offline-server.log"));
-    let remote = dir.path().join("remote");
-    std::fs::create_dir(&remote).unwrap();
-    std::fs::write(
-        remote.join("feature_store.yaml"),
-        format!(
-            "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 0\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: remote\n  host: 127.0.0.1\n  port: {}\nentity_key_serialization_version: 3\n",
-            server.port
-        ),
-    )
-    .unwrap();
-    let source = example.join("data/driver_stats.parquet");
+    let remote = remote_repo(dir.path(), server.port);
+    let source = dir.path().join("data/driver_stats.parquet");
     let out = feast_script(
         &python,
         &[

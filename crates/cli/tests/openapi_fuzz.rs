@@ -60,30 +60,10 @@ fn schemathesis() -> Option<PathBuf> {
 #[test]
 fn schemathesis_finds_no_mismatch() {
     let Some(st) = schemathesis() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let cfg = dir.path().join("feature_store.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 5\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
-        ),
-    )
-    .unwrap();
-    let c = cfg.to_str().unwrap();
     // A copy of the example: `/push` with `to: offline` appends to the push
     // source's batch source, which must not be the repository's data file.
-    let manifests = dir.path().join("manifests");
-    for sub in ["manifests", "data"] {
-        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        for e in std::fs::read_dir(example_dir().join(sub)).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_file() {
-                std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
-            }
-        }
-    }
-    larder_ok(&["-c", c, "apply", "-f", manifests.to_str().unwrap()]);
+    let (dir, cfg) = example_repo(ExampleData::Copied);
+    let c = cfg.to_str().unwrap();
     let out = larder_ok(&["-c", c, "materialize", "2024-01-01", "2024-01-03"]);
     assert!(out.contains("driver_hourly_stats: 1000 rows"), "{out}");
     let server = start_serve(&cfg, dir.path().join("serve.log"));

@@ -11,7 +11,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -111,20 +111,6 @@ fn attr(span: &Span, key: &str) -> Option<String> {
         })
 }
 
-/// An example repo (SQLite registry and online store) with the example applied.
-fn repo() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let yaml = format!(
-        "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 5\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
-    );
-    let cfg = dir.path().join("feature_store.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let manifests = example_dir().join("manifests");
-    larder_ok(&["-c", cfg.to_str().unwrap(), "apply", "-f", manifests.to_str().unwrap()]);
-    (dir, cfg)
-}
-
 fn larder_env(cfg: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_larder"));
     for v in OTEL_VARS {
@@ -161,7 +147,7 @@ fn get_online_features(port: u16, headers: &[&str]) -> (u16, String) {
 async fn serve_continues_the_callers_trace_over_otlp() {
     let receiver = Receiver::default();
     let endpoint = receiver.start().await;
-    let (dir, cfg) = repo();
+    let (dir, cfg) = example_repo(ExampleData::Shared);
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_SERVICE_NAME", "larder-test"),
@@ -254,7 +240,7 @@ async fn serve_continues_the_callers_trace_over_otlp() {
 async fn nothing_is_exported_without_an_endpoint() {
     let receiver = Receiver::default();
     let endpoint = receiver.start().await;
-    let (dir, cfg) = repo();
+    let (dir, cfg) = example_repo(ExampleData::Shared);
     // The receiver's address is known, but no OTEL_* variable names it.
     let _ = endpoint;
     let server = start_serve_env(&cfg, dir.path().join("serve.log"), &[], &OTEL_VARS);

@@ -61,15 +61,8 @@ fn setup(dir: &Path, directory: bool) -> (PathBuf, PathBuf) {
         std::fs::copy(example.join("data/driver_stats.parquet"), &f).unwrap();
         f
     };
-    let d = dir.display();
     let cfg = dir.join("feature_store.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 5\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, sqlite_repo_yaml(dir)).unwrap();
     let c = cfg.to_str().unwrap();
     larder_ok(&["-c", c, "apply", "-f", manifests.to_str().unwrap()]);
     let out = larder_ok(&["-c", c, "materialize", "2024-01-01", "2024-01-03"]);

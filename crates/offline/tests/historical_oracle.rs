@@ -33,35 +33,10 @@ const BASE_SEED: u64 = 0x1a2d_e5f0_0c1e_0001;
 // ---------------------------------------------------------------------------
 // PRNG
 
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + self.below((hi - lo + 1) as u64) as i64
-    }
-    /// True with probability `p` percent.
-    fn pct(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
-    fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize].clone()
-    }
-}
+use larder_testkit::Rng;
 
 fn mix(seed: u64) -> u64 {
-    Rng(seed).next()
+    Rng(seed).next_u64()
 }
 
 // ---------------------------------------------------------------------------
@@ -247,7 +222,7 @@ const UNITS: [TimeUnit; 4] = [
 fn gen_case(seed: u64) -> Case {
     let mut r = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
-    let full_feature_names = r.pct(50);
+    let full_feature_names = r.percent(50);
     // Key pools: the source uses values 1..=np (and a stray 40 / "q"), the
     // frame 1..=np+1 (so some entity keys have no rows).
     let np = r.pick(&[1i64, 2, 3, 5]);
@@ -258,26 +233,30 @@ fn gen_case(seed: u64) -> Case {
     for vi in 0..n_views {
         let shape = r.pick(&[Shape::IntKey, Shape::StrKey, Shape::Composite, Shape::Entityless]);
         let name = format!("v{vi}");
-        let shown_as = if r.pct(30) { format!("alias{vi}") } else { name.clone() };
+        let shown_as = if r.percent(30) {
+            format!("alias{vi}")
+        } else {
+            name.clone()
+        };
         let mut key_defs: Vec<(&str, KeyKind)> = match shape {
             Shape::IntKey => vec![("driver_id", KeyKind::Int)],
             Shape::StrKey => vec![("customer", KeyKind::Str)],
             Shape::Composite => vec![("driver_id", KeyKind::Int), ("customer", KeyKind::Str)],
             Shape::Entityless => vec![],
         };
-        if r.pct(50) {
+        if r.percent(50) {
             key_defs.reverse();
         }
         let mut field_mapping = BTreeMap::new();
         let keys: Vec<JoinKeyGen> = key_defs
             .into_iter()
             .map(|(k, kind)| {
-                let frame_col = if r.pct(25) {
+                let frame_col = if r.percent(25) {
                     format!("{name}_{k}")
                 } else {
                     k.to_string()
                 };
-                let src_col = if r.pct(30) {
+                let src_col = if r.percent(30) {
                     let c = format!("src_{k}");
                     field_mapping.insert(c.clone(), k.to_string());
                     c
@@ -304,7 +283,7 @@ fn gen_case(seed: u64) -> Case {
                     format!("{name}_{}_{n}", kind.tag())
                 };
                 *n += 1;
-                let src_col = if r.pct(30) {
+                let src_col = if r.percent(30) {
                     let c = format!("col_{fname}");
                     field_mapping.insert(c.clone(), fname.clone());
                     c
@@ -319,14 +298,14 @@ fn gen_case(seed: u64) -> Case {
             })
             .collect();
         let ts_field = "event_ts".to_string();
-        let ts_col = if r.pct(30) {
+        let ts_col = if r.percent(30) {
             field_mapping.insert("raw_event_ts".into(), ts_field.clone());
             "raw_event_ts".to_string()
         } else {
             ts_field.clone()
         };
-        let created = if r.pct(50) {
-            let col = if r.pct(30) {
+        let created = if r.percent(50) {
+            let col = if r.percent(30) {
                 field_mapping.insert("raw_created".into(), "created".into());
                 "raw_created".to_string()
             } else {
@@ -347,18 +326,18 @@ fn gen_case(seed: u64) -> Case {
         let created_unit = r.pick(&UNITS);
 
         // Rows.
-        let n_rows = if r.pct(4) { 0 } else { r.range(1, 16) as usize };
+        let n_rows = if r.percent(4) { 0 } else { r.range(1, 16) as usize };
         let rows: Vec<SourceRow> = (0..n_rows)
             .map(|_| {
                 let keys = keys
                     .iter()
                     .map(|k| {
-                        if r.pct(6) {
+                        if r.percent(6) {
                             return None;
                         }
                         Some(match k.kind {
-                            KeyKind::Int => Key::I(if r.pct(5) { 40 } else { r.range(1, np) }),
-                            KeyKind::Str => Key::S(if r.pct(5) {
+                            KeyKind::Int => Key::I(if r.percent(5) { 40 } else { r.range(1, np) }),
+                            KeyKind::Str => Key::S(if r.percent(5) {
                                 "q".to_string()
                             } else {
                                 strs[r.range(0, np - 1) as usize].to_string()
@@ -366,15 +345,19 @@ fn gen_case(seed: u64) -> Case {
                         })
                     })
                     .collect();
-                let ts = if r.pct(3) {
+                let ts = if r.percent(3) {
                     None
                 } else {
-                    let frac = if r.pct(20) { unit_ns(ts_unit) * r.range(1, 2) } else { 0 };
+                    let frac = if r.percent(20) {
+                        unit_ns(ts_unit) * r.range(1, 2)
+                    } else {
+                        0
+                    };
                     // Second-unit values must stay whole seconds.
                     let frac = if ts_unit == TimeUnit::Second { 0 } else { frac };
                     Some(BASE_NS + r.range(0, max_tick) * NS + frac)
                 };
-                let created_v = if r.pct(20) {
+                let created_v = if r.percent(20) {
                     None
                 } else {
                     Some(BASE_NS + r.range(0, 3) * NS)
@@ -389,11 +372,11 @@ fn gen_case(seed: u64) -> Case {
             })
             .collect();
         let mut rows = rows;
-        if r.pct(50) {
+        if r.percent(50) {
             // Sorted by time: row groups cover disjoint ranges, so pruning bites.
             rows.sort_by_key(|row| row.ts);
         }
-        let parts = if r.pct(45) {
+        let parts = if r.percent(45) {
             let n_parts = r.range(2, 3) as usize;
             let mut cuts: Vec<usize> = (0..n_parts - 1)
                 .map(|_| r.range(0, rows.len() as i64) as usize)
@@ -429,19 +412,19 @@ fn gen_case(seed: u64) -> Case {
             created,
             created_unit,
             field_mapping,
-            decoys: r.pct(50),
+            decoys: r.percent(50),
             rows,
             parts,
             row_group_rows: r.pick(&[1usize, 2, 3, 4, 1024]),
-            statistics: r.pct(85),
-            dict_strings: r.pct(20),
-            int32_keys: r.pct(20),
+            statistics: r.percent(85),
+            dict_strings: r.percent(20),
+            int32_keys: r.percent(20),
             path,
         });
     }
 
     // Entity frame.
-    let n = if r.pct(2) { 0 } else { r.range(1, 12) as usize };
+    let n = if r.percent(2) { 0 } else { r.range(1, 12) as usize };
     let mut key_cols: Vec<FrameCol> = Vec::new();
     for v in &views {
         for k in &v.keys {
@@ -459,12 +442,12 @@ fn gen_case(seed: u64) -> Case {
             };
             let values = (0..n)
                 .map(|_| {
-                    if r.pct(7) {
+                    if r.percent(7) {
                         return None;
                     }
                     Some(match k.kind {
                         KeyKind::Int => Key::I(r.range(1, np + 1)),
-                        KeyKind::Str => Key::S(if r.pct(10) {
+                        KeyKind::Str => Key::S(if r.percent(10) {
                             "zz".to_string()
                         } else {
                             strs[r.range(0, np) as usize].to_string()
@@ -494,16 +477,16 @@ fn gen_case(seed: u64) -> Case {
         ),
     };
     let ts_name = match ts_type {
-        FrameTs::Time(..) if r.pct(15) => "requested_at".to_string(),
+        FrameTs::Time(..) if r.percent(15) => "requested_at".to_string(),
         _ => "event_timestamp".to_string(),
     };
     let mut raw_ts: Vec<i64> = Vec::with_capacity(n);
     for i in 0..n {
         let mut t = BASE_NS + r.range(-3, max_tick + 4) * NS;
-        if r.pct(10) {
+        if r.percent(10) {
             t += r.pick(&[1, -1, 500_000_000]);
         }
-        if r.pct(50) {
+        if r.percent(50) {
             // Anchor the row on a source row: its key, its time plus the ttl
             // (the boundary), or just around it.
             let vi = r.below(views.len() as u64) as usize;
@@ -533,10 +516,10 @@ fn gen_case(seed: u64) -> Case {
         })
         .collect();
     let notes = (0..n)
-        .map(|i| if r.pct(20) { None } else { Some(format!("note{i}")) })
+        .map(|i| if r.percent(20) { None } else { Some(format!("note{i}")) })
         .collect();
-    let other_ts =
-        (ts_name == "event_timestamp" && r.pct(20)).then(|| (0..n).map(|_| BASE_NS + r.range(-5, 30) * NS).collect());
+    let other_ts = (ts_name == "event_timestamp" && r.percent(20))
+        .then(|| (0..n).map(|_| BASE_NS + r.range(-5, 30) * NS).collect());
     let frame = FrameGen {
         rows: n,
         key_cols,
@@ -545,7 +528,7 @@ fn gen_case(seed: u64) -> Case {
         ts_ns,
         notes,
         other_ts,
-        ts_first: r.pct(50),
+        ts_first: r.percent(50),
     };
     Case {
         seed,
@@ -557,14 +540,14 @@ fn gen_case(seed: u64) -> Case {
 }
 
 fn gen_value(r: &mut Rng, kind: Kind) -> Val {
-    if r.pct(15) {
+    if r.percent(15) {
         return Val::Null;
     }
     match kind {
         Kind::Int => Val::I(r.range(-5, 100)),
         Kind::Float => Val::F(r.range(-160, 800) as f64 / 8.0),
         Kind::Str => Val::S(format!("{}{}", r.pick(&["x", "", "héllo", "zz"]), r.below(50))),
-        Kind::Bool => Val::B(r.pct(50)),
+        Kind::Bool => Val::B(r.percent(50)),
         Kind::List => Val::L((0..r.below(4)).map(|_| r.range(-3, 30)).collect()),
     }
 }

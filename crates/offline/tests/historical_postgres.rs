@@ -16,29 +16,11 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use larder_model::types::FeatureType;
 use larder_offline::historical::{HistoricalJoinKey, HistoricalRequest, HistoricalView, get_historical_features};
 use larder_offline::{SourceLocation, SourceSpec};
-use larder_testkit::PgDatabase;
+use larder_testkit::{PgDatabase, Rng};
 use sqlx::{Connection, Executor, PgConnection};
 
 const BASE_US: i64 = 1_704_067_200_000_000;
 const MIN_US: i64 = 60_000_000;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// One feature row: (driver, city, event µs, created µs or null, value, label, flag).
 #[derive(Clone)]
@@ -59,10 +41,10 @@ fn rows(rng: &mut Rng, n: usize) -> Vec<Row> {
             city: ["ams", "ber", "cdg"][rng.below(3) as usize].to_string(),
             // Coarse times: many equal event timestamps.
             event: BASE_US + rng.below(40) as i64 * 15 * MIN_US,
-            created: (!rng.chance(20)).then(|| BASE_US + rng.below(5) as i64 * MIN_US),
-            value: (!rng.chance(10)).then(|| rng.below(1000) as f64 / 4.0),
-            label: (!rng.chance(10)).then(|| format!("l{}", rng.below(50))),
-            flag: (!rng.chance(10)).then(|| rng.chance(50)),
+            created: (!rng.percent(20)).then(|| BASE_US + rng.below(5) as i64 * MIN_US),
+            value: (!rng.percent(10)).then(|| rng.below(1000) as f64 / 4.0),
+            label: (!rng.percent(10)).then(|| format!("l{}", rng.below(50))),
+            flag: (!rng.percent(10)).then(|| rng.percent(50)),
         })
         .collect()
 }
@@ -110,11 +92,11 @@ fn frame(rng: &mut Rng, n: usize) -> RecordBatch {
     let mut cities = Vec::new();
     let mut ts = Vec::new();
     for _ in 0..n {
-        drivers.push((!rng.chance(5)).then(|| rng.below(10) as i64)); // 0 and 9 have no rows
+        drivers.push((!rng.percent(5)).then(|| rng.below(10) as i64)); // 0 and 9 have no rows
         cities.push(Some(["ams", "ber", "cdg", "dub"][rng.below(4) as usize].to_string()));
         // On the quarter hours (ties with feature rows, ttl boundaries), or between.
         let t = BASE_US - 60 * MIN_US + rng.below(12 * 4 + 8) as i64 * 15 * MIN_US;
-        ts.push(if rng.chance(30) {
+        ts.push(if rng.percent(30) {
             t + rng.below(15) as i64 * MIN_US
         } else {
             t

@@ -98,6 +98,10 @@ pub enum OnlineError {
     InvalidName(String),
     #[error("invalid online store configuration: {0}")]
     Config(String),
+    /// A store's worker (a blocking task or a pool of readers) stopped:
+    /// the process is shutting down or the task panicked.
+    #[error("online store worker failed: {0}")]
+    Worker(String),
     #[error("stored value for {feature:?} cannot be decoded: {source}")]
     Decode {
         feature: String,

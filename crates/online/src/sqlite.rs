@@ -256,7 +256,7 @@ impl OnlineStore for SqliteStore {
             .permits
             .acquire()
             .await
-            .map_err(|e| OnlineError::Config(format!("sqlite readers closed: {e}")))?;
+            .map_err(|e| OnlineError::Worker(format!("sqlite readers closed: {e}")))?;
         if keys.len() <= INLINE_READ_MAX_KEYS {
             return self.readers.read(&table, keys, features);
         }
@@ -264,6 +264,6 @@ impl OnlineStore for SqliteStore {
         let (keys, features) = (keys.to_vec(), features.to_vec());
         tokio::task::spawn_blocking(move || readers.read(&table, &keys, &features))
             .await
-            .map_err(|e| OnlineError::Config(format!("sqlite read task failed: {e}")))?
+            .map_err(|e| OnlineError::Worker(format!("sqlite read task failed: {e}")))?
     }
 }

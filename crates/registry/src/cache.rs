@@ -98,6 +98,17 @@ impl Snapshot {
             .unwrap_or_default()
     }
 
+    /// The project's Feast Permissions (what the servers enforce).
+    pub fn permissions(&self, project: &str) -> Vec<fc::Permission> {
+        self.list(project, FeastKind::Permission)
+            .into_iter()
+            .filter_map(|o| match o {
+                FeastObject::Permission(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn get(&self, project: &str, kind: FeastKind, name: &str) -> Option<FeastObject> {
         if kind == FeastKind::Project {
             return self

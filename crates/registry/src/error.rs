@@ -22,8 +22,16 @@ pub enum RegistryError {
         name: String,
         project: String,
     },
-    #[error("{0}")]
-    Conflict(String),
+    /// A view's name is taken by a view of another kind (Feast keeps one
+    /// name space for all views of a project).
+    #[error(
+        "a {existing} named {name:?} already exists in project {project}; view names must be unique across view kinds"
+    )]
+    ViewNameTaken {
+        existing: larder_model::feast::FeastKind,
+        name: String,
+        project: String,
+    },
     #[error("invalid registry configuration: {0}")]
     Config(String),
     /// A read the cache bounds (connect and query together) took too long:

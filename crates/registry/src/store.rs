@@ -27,9 +27,11 @@ pub(crate) fn other_view_kinds(kind: FeastKind) -> impl Iterator<Item = FeastKin
 
 /// The error for a view whose name a view of another kind has.
 pub(crate) fn view_name_taken(other: FeastKind, name: &str, project: &str) -> RegistryError {
-    RegistryError::Conflict(format!(
-        "a {other} named {name:?} already exists in project {project}; view names must be unique across view kinds"
-    ))
+    RegistryError::ViewNameTaken {
+        existing: other,
+        name: name.to_string(),
+        project: project.to_string(),
+    }
 }
 
 /// Decide what to store for `new` given the stored `old`. Unchanged

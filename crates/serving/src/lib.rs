@@ -91,6 +91,10 @@ pub enum ServeError {
     NoFeatures,
     #[error("entity column {0} is required by the requested features but missing")]
     MissingEntity(String),
+    /// A key the entity-key serialization cannot encode (a value of a type
+    /// keys cannot have).
+    #[error("invalid entity key: {0}")]
+    EntityKey(String),
     #[error("entity columns have different lengths: {0}")]
     LengthMismatch(String),
     #[error("no entity rows given")]
@@ -468,7 +472,7 @@ pub async fn execute(
                 ek.join_keys.push(k.name.clone());
                 ek.entity_values.push(coerce_key(&k.name, &vals[i], k.value_type)?);
             }
-            keys.push(serialize_entity_key(&ek).map_err(|e| ServeError::MissingEntity(e.to_string()))?);
+            keys.push(serialize_entity_key(&ek).map_err(|e| ServeError::EntityKey(e.to_string()))?);
         }
         view_keys.push(keys);
     }

@@ -34,12 +34,14 @@ pub mod objects;
 pub mod oidc;
 mod proxy;
 mod redis_db;
+mod rng;
 mod sql;
 mod sqlite;
 pub mod table;
 
 pub use proxy::TcpProxy;
 pub use redis_db::{REDIS_ADDR, RedisDb};
+pub use rng::Rng;
 pub use sql::{
     MYSQL_ADMIN_URL, MySqlDatabase, PG_ADMIN_URL, PgDatabase, SqlDatabase, SqlServer, sqlalchemy_url, with_database,
 };

@@ -386,3 +386,47 @@ pub fn raw_get(port: u16, path: &str) -> Option<(u16, String)> {
         .unwrap_or_default();
     Some((status, body))
 }
+
+/// `feature_store.yaml` for a repo in `dir`: a SQLite SQL registry and
+/// online store there, the file offline store.
+pub fn sqlite_repo_yaml(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "project: driver_stats\nprovider: local\nregistry:\n  registry_type: sql\n  path: sqlite:///{d}/registry.db\n  cache_ttl_seconds: 5\nonline_store:\n  type: sqlite\n  path: {d}/online.db\noffline_store:\n  type: file\nentity_key_serialization_version: 3\n"
+    )
+}
+
+/// Where an example repo's Parquet data lives.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ExampleData {
+    /// The repository's `examples/driver-stats/data`: for tests that only read.
+    Shared,
+    /// A copy in the repo's directory (manifests and data), for tests that
+    /// write to the batch source (pushes to the offline store).
+    Copied,
+}
+
+/// The driver-stats example applied into a fresh repo in a temporary
+/// directory ([`sqlite_repo_yaml`]): the directory and its `feature_store.yaml`.
+pub fn example_repo(data: ExampleData) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("feature_store.yaml");
+    std::fs::write(&cfg, sqlite_repo_yaml(dir.path())).unwrap();
+    let manifests = match data {
+        ExampleData::Shared => example_dir().join("manifests"),
+        ExampleData::Copied => {
+            for sub in ["manifests", "data"] {
+                std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+                for e in std::fs::read_dir(example_dir().join(sub)).unwrap() {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_file() {
+                        std::fs::copy(e.path(), dir.path().join(sub).join(e.file_name())).unwrap();
+                    }
+                }
+            }
+            dir.path().join("manifests")
+        }
+    };
+    larder_ok(&["-c", cfg.to_str().unwrap(), "apply", "-f", manifests.to_str().unwrap()]);
+    (dir, cfg)
+}

@@ -117,10 +117,6 @@ impl OpenFile {
         })
     }
 
-    fn mask(&self, builder: &ParquetRecordBatchReaderBuilder<File>, roots: &[usize]) -> ProjectionMask {
-        ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied())
-    }
-
     /// The timestamp leaf column for row-group pruning and its unit.
     fn ts_leaf(&self, builder: &ParquetRecordBatchReaderBuilder<File>, ts_idx: usize) -> Option<(usize, i64)> {
         let ps = builder.parquet_schema();
@@ -170,6 +166,22 @@ impl RowCursor {
         }
         u64::MAX
     }
+}
+
+/// A reader of the `roots` columns of the row groups `groups`.
+fn read_groups(
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    roots: &[usize],
+    groups: &[usize],
+    path: &Path,
+) -> Result<parquet::arrow::arrow_reader::ParquetRecordBatchReader, OfflineError> {
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    builder
+        .with_projection(mask)
+        .with_row_groups(groups.to_vec())
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| OfflineError::parquet(path, e))
 }
 
 /// The feature columns of `view` for every entity row (nulls where no
@@ -279,13 +291,7 @@ pub(crate) fn retrieve(
         if groups.is_empty() {
             continue;
         }
-        let mask = file.mask(&builder, &roots);
-        let reader = builder
-            .with_projection(mask)
-            .with_row_groups(groups.clone())
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| OfflineError::parquet(path, e))?;
+        let reader = read_groups(builder, &roots, &groups, path)?;
         let mut rows = file.rows_of(&groups);
         let mut buf = Vec::with_capacity(16);
         for batch in reader {
@@ -385,13 +391,7 @@ pub(crate) fn retrieve(
         let mut roots = feature_idx.clone();
         roots.sort_unstable();
         roots.dedup();
-        let mask = file.mask(&builder, &roots);
-        let reader = builder
-            .with_projection(mask)
-            .with_row_groups(groups.clone())
-            .with_batch_size(BATCH_ROWS)
-            .build()
-            .map_err(|e| OfflineError::parquet(path, e))?;
+        let reader = read_groups(builder, &roots, &groups, path)?;
         let mut cursor = file.rows_of(&groups);
         let mut next = 0usize;
         for batch in reader {
