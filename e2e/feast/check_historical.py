@@ -9,6 +9,9 @@
     check_historical.py remote-write --repo-dir R --source-file F
         write_to_offline_store through a remote offline store, then reads the row back.
 
+    check_historical.py remote-materialize --repo-dir R --source-file F
+        Feast's materialize through a remote offline store, then its online read.
+
     check_historical.py flight-errors --port P
         Sends malformed Flight commands to an offline server; prints each error.
 
@@ -113,6 +116,30 @@ def remote_write(args):
     ).to_df()
     rows = {int(r["driver_id"]): {"conv_rate": float(r["conv_rate"]), "city": r["city"]} for _, r in out.iterrows()}
     print(json.dumps({"rows": rows, "source_rows": pq.read_table(args.source_file).num_rows}))
+
+
+def remote_materialize(args):
+    """Feast's materialize through a remote offline store (pull_latest_from_table_or_query),
+    then its online read, against the latest rows computed here from the source file."""
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=args.repo_dir)
+    start, end = pd.Timestamp("2024-01-01T00:00:00Z"), pd.Timestamp("2024-01-02T12:00:00Z")
+    store.materialize(start_date=start.to_pydatetime(), end_date=end.to_pydatetime(), feature_views=["driver_hourly_stats"])
+    drivers = [1001, 1500, 2000]
+    got = store.get_online_features(
+        features=["driver_hourly_stats:conv_rate", "driver_hourly_stats:city"],
+        entity_rows=[{"driver_id": d} for d in drivers],
+    ).to_dict()
+    src = pq.read_table(args.source_file).to_pandas()
+    window = src[(src["event_timestamp"] >= start) & (src["event_timestamp"] < end)]
+    expected = {}
+    for d in drivers:
+        rows = window[window["driver_id"] == d].sort_values(["event_timestamp", "created"])
+        last = rows.iloc[-1]
+        expected[str(d)] = {"conv_rate": float(last["conv_rate"]), "city": last["city"]}
+    mine = {str(d): {"conv_rate": got["conv_rate"][i], "city": got["city"][i]} for i, d in enumerate(drivers)}
+    print(json.dumps({"online": mine, "expected": expected}))
 
 
 def flight_errors(args):
@@ -235,10 +262,13 @@ def main():
     rw = sub.add_parser("remote-write")
     rw.add_argument("--repo-dir", required=True)
     rw.add_argument("--source-file", required=True)
+    rm = sub.add_parser("remote-materialize")
+    rm.add_argument("--repo-dir", required=True)
+    rm.add_argument("--source-file", required=True)
     fe = sub.add_parser("flight-errors")
     fe.add_argument("--port", type=int, required=True)
     args = p.parse_args()
-    {"gen": gen, "compare": compare, "load-pg": load_pg, "flight-errors": flight_errors, "remote-write": remote_write}[args.cmd](args)
+    {"gen": gen, "compare": compare, "load-pg": load_pg, "flight-errors": flight_errors, "remote-write": remote_write, "remote-materialize": remote_materialize}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,16 @@ pub enum Command {
     },
     /// `validate_data_source`: Feast's `feast apply` asks before registering a source.
     ValidateDataSource,
+    /// `pull_latest_from_table_or_query` (`latest`) or
+    /// `pull_all_from_table_or_query`: a data source's rows in a window,
+    /// columns named as in the source (Feast's materialization).
+    Pull {
+        latest: bool,
+        data_source_name: String,
+        columns: larder_offline::pull::PullColumns,
+        start_ns: i64,
+        end_ns: i64,
+    },
     /// `get_table_column_names_and_types_from_data_source`: what
     /// `write_to_offline_store` checks a DataFrame against.
     TableColumns { data_source_name: String },
@@ -44,7 +54,7 @@ pub enum CommandError {
     #[error("{0}")]
     Invalid(String),
     #[error(
-        "api {0:?} is not served by Larder's offline server (served: get_historical_features, offline_write_batch, validate_data_source, get_table_column_names_and_types_from_data_source)"
+        "api {0:?} is not served by Larder's offline server (served: get_historical_features, pull_latest_from_table_or_query, pull_all_from_table_or_query, offline_write_batch, validate_data_source, get_table_column_names_and_types_from_data_source)"
     )]
     Unsupported(String),
 }
@@ -187,6 +197,32 @@ impl Command {
                 })
             }
             "validate_data_source" => Ok(Command::ValidateDataSource),
+            "pull_latest_from_table_or_query" | "pull_all_from_table_or_query" => {
+                let created = match map.get("created_timestamp_column") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(c)) if c.is_empty() => None,
+                    Some(Value::String(c)) => Some(c.clone()),
+                    Some(_) => return Err(f.wrong("created_timestamp_column", "a string or null")),
+                };
+                let time = |field: &'static str| -> Result<i64, CommandError> {
+                    let text = f.string(field)?;
+                    larder_model::instant::parse_utc(&text)
+                        .and_then(|t| t.timestamp_nanos_opt())
+                        .ok_or_else(|| f.wrong(field, "an ISO 8601 time between the years 1677 and 2262"))
+                };
+                Ok(Command::Pull {
+                    latest: api == "pull_latest_from_table_or_query",
+                    data_source_name: f.string("data_source_name")?,
+                    columns: larder_offline::pull::PullColumns {
+                        join_keys: f.strings("join_key_columns")?,
+                        features: f.strings("feature_name_columns")?,
+                        timestamp: f.string("timestamp_field")?,
+                        created,
+                    },
+                    start_ns: time("start_date")?,
+                    end_ns: time("end_date")?,
+                })
+            }
             "get_table_column_names_and_types_from_data_source" => {
                 // The DataSource proto in protobuf's JSON form; its name is all Larder needs.
                 let proto = f.string("data_source_proto")?;
@@ -228,6 +264,33 @@ mod tests {
                 full_feature_names: true,
             }
         );
+    }
+
+    #[test]
+    fn pull_commands_as_feast_sends_them() {
+        let c = Command::parse(
+            br#"{"api": "pull_latest_from_table_or_query", "data_source_name": "s", "join_key_columns": ["k"],
+                "feature_name_columns": ["f"], "timestamp_field": "ts", "created_timestamp_column": "",
+                "start_date": "2024-01-01T00:00:00+00:00", "end_date": "2024-01-02T00:00:00"}"#,
+        )
+        .unwrap();
+        let Command::Pull {
+            latest,
+            columns,
+            start_ns,
+            end_ns,
+            ..
+        } = c
+        else {
+            panic!("{c:?}")
+        };
+        assert!(latest);
+        assert_eq!(columns.created, None);
+        assert_eq!(end_ns - start_ns, 86_400_000_000_000);
+        let err = Command::parse(br#"{"api": "pull_all_from_table_or_query", "data_source_name": "s", "join_key_columns": [], "feature_name_columns": [], "timestamp_field": "ts", "start_date": "yesterday", "end_date": "2024-01-02"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("start_date"), "{err}");
     }
 
     #[test]

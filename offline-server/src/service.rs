@@ -241,6 +241,43 @@ impl OfflineService {
         Ok(())
     }
 
+    /// A data source's rows in a window (Feast's materialization through a remote offline store).
+    async fn pull(&self, user: &User, command: Command) -> Result<RecordBatch, Status> {
+        let Command::Pull {
+            latest,
+            data_source_name,
+            columns,
+            start_ns,
+            end_ns,
+        } = command
+        else {
+            return Err(Status::invalid_argument("not a pull command"));
+        };
+        let project = self.project()?.to_string();
+        if self.auth.is_enabled() {
+            let set = self.permission_set(&project).await?;
+            self.auth
+                .check(
+                    user,
+                    &set,
+                    &[Resource::new(ResourceType::DataSource, &data_source_name)],
+                    &[AuthAction::ReadOffline],
+                )
+                .await
+                .map_err(auth_status)?;
+        }
+        let source = self.source(FeastKind::DataSource, &data_source_name).await?;
+        tokio::task::spawn_blocking(move || {
+            larder_offline::pull::pull_parquet(&source, &columns, start_ns, end_ns, latest)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("the pull stopped unexpectedly: {e}")))?
+        .map_err(|e| match e {
+            larder_offline::OfflineError::Io { .. } => Status::unavailable(e.to_string()),
+            other => Status::invalid_argument(other.to_string()),
+        })
+    }
+
     /// Column names and types of a data source, as Feast's table of `name`/`type`.
     async fn table_columns(&self, user: &User, data_source: &str) -> Result<RecordBatch, Status> {
         let project = self.project()?.to_string();
@@ -436,9 +473,9 @@ impl FlightService for OfflineService {
             Command::OfflineWriteBatch { feature_view_name, .. } => {
                 self.write(&user, &feature_view_name, table).await?
             }
-            Command::TableColumns { .. } => {
+            Command::TableColumns { .. } | Command::Pull { .. } => {
                 return Err(Status::invalid_argument(
-                    "get_table_column_names_and_types_from_data_source is a read: use DoExchange",
+                    "reads other than get_historical_features use DoExchange",
                 ));
             }
         }
@@ -456,9 +493,13 @@ impl FlightService for OfflineService {
             let batch = self.table_columns(&user, data_source_name).await?;
             return Ok(Response::new(stream_batch(batch)));
         }
+        if matches!(command, Command::Pull { .. }) {
+            let batch = self.pull(&user, command).await?;
+            return Ok(Response::new(stream_batch(batch)));
+        }
         if !matches!(command, Command::GetHistoricalFeatures { .. }) {
             return Err(Status::invalid_argument(
-                "DoExchange serves get_historical_features and get_table_column_names_and_types_from_data_source; writes go through DoPut",
+                "DoExchange serves reads; writes go through DoPut",
             ));
         }
         if is_placeholder(&table) {

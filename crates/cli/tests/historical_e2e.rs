@@ -272,6 +272,7 @@ async fn postgres_source_matches_feasts_postgres_offline_store() {
 fn remote_repo(dir: &Path, port: u16) -> std::path::PathBuf {
     let remote = dir.join("remote");
     std::fs::create_dir(&remote).unwrap();
+    // The same registry and online store (whose tables `larder apply` made).
     let yaml = sqlite_repo_yaml(dir).replace(
         "offline_store:\n  type: file\n",
         &format!("offline_store:\n  type: remote\n  host: 127.0.0.1\n  port: {port}\n"),
@@ -283,7 +284,13 @@ fn remote_repo(dir: &Path, port: u16) -> std::path::PathBuf {
 
 /// Start `larder offline-server` and wait until it accepts connections.
 fn start_offline_server(cfg: &str, log: std::path::PathBuf) -> LarderProcess {
+    start_offline_server_with(cfg, log, &[])
+}
+
+/// [`start_offline_server`] with more flags (`--tls-cert …`).
+fn start_offline_server_with(cfg: &str, log: std::path::PathBuf, flags: &[&str]) -> LarderProcess {
     let cfg = cfg.to_string();
+    let flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
     LarderProcess::start(
         "larder offline-server",
         log,
@@ -295,7 +302,7 @@ fn start_offline_server(cfg: &str, log: std::path::PathBuf) -> LarderProcess {
             "LARDER_OFFLINE_PORT",
         ],
         move |port| {
-            [
+            let mut args: Vec<String> = [
                 "-c",
                 &cfg,
                 "offline-server",
@@ -305,7 +312,9 @@ fn start_offline_server(cfg: &str, log: std::path::PathBuf) -> LarderProcess {
                 &port.to_string(),
             ]
             .map(String::from)
-            .to_vec()
+            .to_vec();
+            args.extend(flags.iter().cloned());
+            args
         },
         |port| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
     )
@@ -408,4 +417,100 @@ fn feast_sdk_writes_to_the_offline_store_through_the_offline_server() {
     assert_eq!(r["rows"]["1001"]["city"], "Pushed", "{r}");
     assert_ne!(r["rows"]["1002"]["city"], "Pushed", "{r}");
     assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
+}
+
+/// Feast's `materialize` through `larder offline-server`
+/// (`pull_latest_from_table_or_query` over DoExchange) fills Feast's online
+/// store with the latest row of each driver in the window, as computed
+/// from the source file.
+#[test]
+fn feast_sdk_materializes_through_the_offline_server() {
+    let Some(python) = feast_python() else { return };
+    let (dir, cfg) = example_repo(ExampleData::Shared);
+    let server = start_offline_server(cfg.to_str().unwrap(), dir.path().join("offline-server.log"));
+    let remote = remote_repo(dir.path(), server.port);
+    let source = example_dir().join("data/driver_stats.parquet");
+    let out = feast_script(
+        &python,
+        &[
+            "e2e/feast/check_historical.py",
+            "remote-materialize",
+            "--repo-dir",
+            remote.to_str().unwrap(),
+            "--source-file",
+            source.to_str().unwrap(),
+        ],
+    );
+    assert_success("check_historical.py remote-materialize", &out);
+    let r = last_json(&out);
+    for driver in ["1001", "1500", "2000"] {
+        let (got, want) = (&r["online"][driver], &r["expected"][driver]);
+        assert_eq!(got["city"], want["city"], "{driver}: {r}");
+        let (g, w) = (got["conv_rate"].as_f64().unwrap(), want["conv_rate"].as_f64().unwrap());
+        assert!((g - w).abs() < 1e-6, "{driver}: {r}");
+    }
+    assert!(!server.log_text().contains("panicked"), "{}", server.log_text());
+}
+
+/// The offline server over TLS (`--tls-cert`/`--tls-key`, a self-signed
+/// certificate made with openssl): Feast's SDK with `scheme: https` and the
+/// certificate reads the same training set as over plain gRPC.
+#[test]
+fn feast_sdk_reads_through_the_offline_server_over_tls() {
+    let Some(python) = feast_python() else { return };
+    let (dir, cfg) = example_repo(ExampleData::Shared);
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let server = start_offline_server_with(
+        cfg.to_str().unwrap(),
+        dir.path().join("offline-server.log"),
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    let remote = remote_repo(dir.path(), server.port);
+    let yaml = std::fs::read_to_string(remote.join("feature_store.yaml"))
+        .unwrap()
+        .replace(
+            "  type: remote\n",
+            &format!("  type: remote\n  scheme: https\n  cert: {}\n", cert.display()),
+        );
+    std::fs::write(remote.join("feature_store.yaml"), yaml).unwrap();
+    let out = feast_script(
+        &python,
+        &[
+            "e2e/feast/check_historical.py",
+            "gen",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_success("check_historical.py gen", &out);
+    let entities = dir.path().join("entities.parquet");
+    let output = dir.path().join("larder.parquet");
+    let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:city";
+    assert_success(
+        "larder get-historical-features",
+        &historical(cfg.to_str().unwrap(), &entities, &["--features", features], &output),
+    );
+    let r = compare(&python, &remote, &entities, &output, &["--features", features]);
+    assert_agrees_dropping("remote offline store over TLS", &r, false);
+    assert_eq!(r["feast_rows"], 400, "{r:#}");
 }

@@ -28,6 +28,7 @@ pub mod historical;
 mod latest;
 mod parquet_read;
 mod postgres;
+pub mod pull;
 mod spec;
 mod target;
 pub mod write;

@@ -33,7 +33,7 @@ mod frame;
 mod keys;
 mod parquet_scan;
 mod postgres_scan;
-mod time;
+pub(crate) mod time;
 
 use arrow::record_batch::RecordBatch;
 use larder_model::types::FeatureType;
