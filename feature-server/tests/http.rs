@@ -468,27 +468,7 @@ async fn grpc_serving_service() {
 async fn https() {
     let s = Server::new(Store::Sqlite, Limits::default()).await;
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let ok = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let (cert, key) = larder_testkit::tls::self_signed_cert(dir.path());
     let tls = larder_feature_server::tls::server_config(&cert, &key, &[b"http/1.1"]).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -241,6 +241,25 @@ impl OfflineService {
         Ok(())
     }
 
+    /// Refuses unless `user` may READ_OFFLINE the data source (Feast's check
+    /// before describing or pulling a source).
+    async fn authorize_source(&self, user: &User, data_source: &str) -> Result<(), Status> {
+        if !self.auth.is_enabled() {
+            return Ok(());
+        }
+        let project = self.project()?.to_string();
+        let set = self.permission_set(&project).await?;
+        self.auth
+            .check(
+                user,
+                &set,
+                &[Resource::new(ResourceType::DataSource, data_source)],
+                &[AuthAction::ReadOffline],
+            )
+            .await
+            .map_err(auth_status)
+    }
+
     /// A data source's rows in a window (Feast's materialization through a remote offline store).
     async fn pull(&self, user: &User, command: Command) -> Result<RecordBatch, Status> {
         let Command::Pull {
@@ -253,19 +272,7 @@ impl OfflineService {
         else {
             return Err(Status::invalid_argument("not a pull command"));
         };
-        let project = self.project()?.to_string();
-        if self.auth.is_enabled() {
-            let set = self.permission_set(&project).await?;
-            self.auth
-                .check(
-                    user,
-                    &set,
-                    &[Resource::new(ResourceType::DataSource, &data_source_name)],
-                    &[AuthAction::ReadOffline],
-                )
-                .await
-                .map_err(auth_status)?;
-        }
+        self.authorize_source(user, &data_source_name).await?;
         let source = self.source(FeastKind::DataSource, &data_source_name).await?;
         tokio::task::spawn_blocking(move || {
             larder_offline::pull::pull_parquet(&source, &columns, start_ns, end_ns, latest)
@@ -280,19 +287,7 @@ impl OfflineService {
 
     /// Column names and types of a data source, as Feast's table of `name`/`type`.
     async fn table_columns(&self, user: &User, data_source: &str) -> Result<RecordBatch, Status> {
-        let project = self.project()?.to_string();
-        if self.auth.is_enabled() {
-            let set = self.permission_set(&project).await?;
-            self.auth
-                .check(
-                    user,
-                    &set,
-                    &[Resource::new(ResourceType::DataSource, data_source)],
-                    &[AuthAction::ReadOffline],
-                )
-                .await
-                .map_err(auth_status)?;
-        }
+        self.authorize_source(user, data_source).await?;
         let source = self.source(FeastKind::DataSource, data_source).await?;
         let schema = larder_offline::write::parquet_source_schema(&source)
             .map_err(|e| Status::failed_precondition(e.to_string()))?

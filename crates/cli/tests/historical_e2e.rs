@@ -25,6 +25,21 @@ fn historical(cfg: &str, entities: &Path, selection: &[&str], output: &Path) -> 
     larder(&args)
 }
 
+/// The e2e entity frame (`entities.parquet`, `entities.csv`) written into `dir`.
+fn gen_entities(python: &Path, dir: &Path) -> std::path::PathBuf {
+    let out = feast_script(
+        python,
+        &[
+            "e2e/feast/check_historical.py",
+            "gen",
+            "--out-dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert_success("check_historical.py gen", &out);
+    dir.join("entities.parquet")
+}
+
 fn last_json(out: &std::process::Output) -> Value {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
@@ -75,16 +90,7 @@ fn assert_agrees_dropping(what: &str, r: &Value, feast_drops: bool) {
 fn training_sets_match_feasts_file_offline_store() {
     let Some(python) = feast_python() else { return };
     let (dir, cfg) = example_repo(ExampleData::Shared);
-    let out = feast_script(
-        &python,
-        &[
-            "e2e/feast/check_historical.py",
-            "gen",
-            "--out-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    assert_success("check_historical.py gen", &out);
+    gen_entities(&python, dir.path());
     let cfg = cfg.to_str().unwrap();
     let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:acc_rate,driver_hourly_stats:avg_daily_trips,driver_hourly_stats:trips_today,driver_hourly_stats:rating,driver_hourly_stats:city,driver_hourly_stats:is_premium";
 
@@ -248,16 +254,7 @@ async fn postgres_source_matches_feasts_postgres_offline_store() {
     std::fs::write(&cfg, yaml).unwrap();
     let cfg = cfg.to_str().unwrap();
     larder_ok(&["-c", cfg, "apply", "-f", manifests.to_str().unwrap()]);
-    let out = feast_script(
-        &python,
-        &[
-            "e2e/feast/check_historical.py",
-            "gen",
-            "--out-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    assert_success("check_historical.py gen", &out);
+    gen_entities(&python, dir.path());
     let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips,driver_hourly_stats:rating,driver_hourly_stats:city,driver_hourly_stats:is_premium";
     let entities = dir.path().join("entities.parquet");
     let output = dir.path().join("larder_pg.parquet");
@@ -333,16 +330,7 @@ fn feast_sdk_reads_training_sets_through_the_offline_server() {
     let cfg = cfg.to_str().unwrap();
     let server = start_offline_server(cfg, dir.path().join("offline-server.log"));
     let remote = remote_repo(dir.path(), server.port);
-    let out = feast_script(
-        &python,
-        &[
-            "e2e/feast/check_historical.py",
-            "gen",
-            "--out-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    assert_success("check_historical.py gen", &out);
+    gen_entities(&python, dir.path());
     let entities = dir.path().join("entities.parquet");
     let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:avg_daily_trips,driver_hourly_stats:rating,driver_hourly_stats:city,driver_hourly_stats:is_premium";
     for (extra, name) in [
@@ -459,27 +447,7 @@ fn feast_sdk_materializes_through_the_offline_server() {
 fn feast_sdk_reads_through_the_offline_server_over_tls() {
     let Some(python) = feast_python() else { return };
     let (dir, cfg) = example_repo(ExampleData::Shared);
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = larder_testkit::tls::self_signed_cert(dir.path());
     let server = start_offline_server_with(
         cfg.to_str().unwrap(),
         dir.path().join("offline-server.log"),
@@ -493,16 +461,7 @@ fn feast_sdk_reads_through_the_offline_server_over_tls() {
             &format!("  type: remote\n  scheme: https\n  cert: {}\n", cert.display()),
         );
     std::fs::write(remote.join("feature_store.yaml"), yaml).unwrap();
-    let out = feast_script(
-        &python,
-        &[
-            "e2e/feast/check_historical.py",
-            "gen",
-            "--out-dir",
-            dir.path().to_str().unwrap(),
-        ],
-    );
-    assert_success("check_historical.py gen", &out);
+    gen_entities(&python, dir.path());
     let entities = dir.path().join("entities.parquet");
     let output = dir.path().join("larder.parquet");
     let features = "driver_hourly_stats:conv_rate,driver_hourly_stats:city";

@@ -38,6 +38,7 @@ mod rng;
 mod sql;
 mod sqlite;
 pub mod table;
+pub mod tls;
 
 pub use proxy::TcpProxy;
 pub use redis_db::{REDIS_ADDR, RedisDb};
