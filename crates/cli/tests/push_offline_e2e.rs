@@ -13,8 +13,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -70,25 +68,10 @@ fn setup(dir: &Path, directory: bool) -> (PathBuf, PathBuf) {
     (cfg, data)
 }
 
-/// A minimal HTTP/1.1 POST of JSON: `(status, body)`, None if the server
-/// cannot be reached or hung up.
+/// POST JSON, waiting up to a minute (pushes of many rows): `(status, body)`,
+/// None if the server cannot be reached or hung up.
 fn post(port: u16, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split(' ').nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((status, body))
+    raw_post_json(port, path, body, Duration::from_secs(60))
 }
 
 /// `n` full rows of driver_hourly_stats for drivers `first..first + n` at `ts`.

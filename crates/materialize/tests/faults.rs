@@ -3,11 +3,14 @@
 //! gives a clear error, leaves that view's interval alone, does not affect
 //! the other views, and a re-run after the fix completes with correct data.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use common::{END, START, example_parquet};
 use larder_materialize::{Materializer, Progress, Quiet, ViewReport};
 use larder_model::entity_key::serialize_entity_key;
 use larder_model::feast::{FeastKind, FeastObject};
@@ -19,33 +22,13 @@ use larder_protos::feast::types::{EntityKey, Value};
 use larder_registry::Registry;
 use larder_registry::file::FileRegistry;
 
-const START: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
-const END: i64 = START + 48 * 3_600_000_000_000;
-
-fn example_parquet() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/driver-stats/data/driver_stats.parquet")
-}
-
-/// Manifests for one entity and a view per (name, parquet path, type of `city`).
+/// The shared manifests, each view with `avg_daily_trips` too.
 fn manifests(views: &[(&str, &Path, &str)]) -> String {
-    let mut s = String::from(
-        "apiVersion: larder.dev/v1alpha1\nkind: Entity\nmetadata: {name: driver}\nspec: {joinKey: driver_id, valueType: Int64}\n",
-    );
-    for (name, path, city_type) in views {
-        s.push_str(&format!(
-            "---\napiVersion: larder.dev/v1alpha1\nkind: DataSource\nmetadata: {{name: {name}-src}}\nspec: {{timestampField: event_timestamp, createdTimestampColumn: created, file: {{path: {}}}}}\n---\napiVersion: larder.dev/v1alpha1\nkind: FeatureView\nmetadata: {{name: {name}}}\nspec:\n  entities: [driver]\n  source: {name}-src\n  features:\n    - {{name: conv_rate, type: Float32}}\n    - {{name: avg_daily_trips, type: Int64}}\n    - {{name: city, type: {city_type}}}\n",
-            path.display()
-        ));
-    }
-    s
+    common::manifests(views, &[("avg_daily_trips", "Int64")])
 }
 
 async fn apply(reg: &dyn Registry, text: &str) {
-    let docs = larder_model::load::parse_str(text, Path::new("/tmp/m.yaml")).unwrap();
-    let catalog = larder_model::validate::validate(docs).unwrap();
-    for o in larder_model::convert::to_feast(&catalog, "faults") {
-        reg.apply("faults", o).await.unwrap();
-    }
+    common::apply(reg, "faults", text).await
 }
 
 async fn intervals(reg: &dyn Registry, view: &str) -> usize {

@@ -3,19 +3,19 @@
 //! single-batch materialization, and every write after the sort must be in
 //! ascending entity-key order.
 
+mod common;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use common::{END, START};
 use larder_materialize::{Materializer, Quiet};
 use larder_model::rows::RowBatch;
 use larder_online::sqlite::SqliteStore;
 use larder_online::{OnlineStore, ReadRow, ViewSchema, WriteStats};
 use larder_registry::Registry;
 use larder_registry::file::FileRegistry;
-
-const START: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
-const END: i64 = START + 48 * 3_600_000_000_000;
 
 /// First key, last key, and whether the write was sorted within.
 type Write = (Vec<u8>, Vec<u8>, bool);

@@ -5,9 +5,12 @@
 //! Feast's label values, and Larder's row counts; a shard's run counts the
 //! rows it read and the fewer it wrote.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 
+use common::{END, START, example_parquet};
 use larder_materialize::metrics::MaterializeMetrics;
 use larder_materialize::{Materializer, Quiet, Shard};
 use larder_online::OnlineStore;
@@ -16,32 +19,12 @@ use larder_registry::Registry;
 use larder_registry::file::FileRegistry;
 use prometheus::{Encoder, TextEncoder};
 
-const START: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
-const END: i64 = START + 48 * 3_600_000_000_000;
-
-fn example_parquet() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/driver-stats/data/driver_stats.parquet")
-}
-
 fn manifests(views: &[(&str, &Path, &str)]) -> String {
-    let mut s = String::from(
-        "apiVersion: larder.dev/v1alpha1\nkind: Entity\nmetadata: {name: driver}\nspec: {joinKey: driver_id, valueType: Int64}\n",
-    );
-    for (name, path, city_type) in views {
-        s.push_str(&format!(
-            "---\napiVersion: larder.dev/v1alpha1\nkind: DataSource\nmetadata: {{name: {name}-src}}\nspec: {{timestampField: event_timestamp, createdTimestampColumn: created, file: {{path: {}}}}}\n---\napiVersion: larder.dev/v1alpha1\nkind: FeatureView\nmetadata: {{name: {name}}}\nspec:\n  entities: [driver]\n  source: {name}-src\n  features:\n    - {{name: conv_rate, type: Float32}}\n    - {{name: city, type: {city_type}}}\n",
-            path.display()
-        ));
-    }
-    s
+    common::manifests(views, &[])
 }
 
 async fn apply(reg: &dyn Registry, text: &str) {
-    let docs = larder_model::load::parse_str(text, Path::new("/tmp/m.yaml")).unwrap();
-    let catalog = larder_model::validate::validate(docs).unwrap();
-    for o in larder_model::convert::to_feast(&catalog, "metrics") {
-        reg.apply("metrics", o).await.unwrap();
-    }
+    common::apply(reg, "metrics", text).await
 }
 
 fn render(registry: &prometheus::Registry) -> String {

@@ -5,11 +5,14 @@
 //! writes, and no shard touches the view's materialization intervals
 //! while the unsharded run adds one.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use common::{END, START};
 use larder_materialize::{Materializer, Quiet, Shard, ViewReport};
 use larder_model::entity_key::serialize_entity_key;
 use larder_model::feast::{FeastKind, FeastObject};
@@ -26,8 +29,6 @@ use larder_registry::file::FileRegistry;
 use larder_testkit::objects::{IntoObject, ValueType, ViewBuilder, entity, file_source};
 use larder_testkit::{MySqlDatabase, PgDatabase, RedisDb, SqlDatabase};
 
-const START: i64 = 1_704_067_200_000_000_000; // 2024-01-01T00:00:00Z
-const END: i64 = START + 48 * 3_600_000_000_000;
 /// The example's drivers: 1,000 keys, 48 hourly rows each.
 const IDS: std::ops::RangeInclusive<i64> = 1001..=2000;
 const VIEW: &str = "stats";

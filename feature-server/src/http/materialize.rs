@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Extension, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use larder_auth::{Action, Resource, ResourceType, User};
 use larder_materialize::Quiet;
@@ -107,7 +107,7 @@ async fn run_materialize(
             failed.join("; ")
         )));
     }
-    Ok(([(header::CONTENT_TYPE, "application/json")], "null").into_response())
+    Ok(super::json_null())
 }
 
 /// Materialize `[start_ts, end_ts)` from the offline sources into the online store.

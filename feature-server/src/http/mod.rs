@@ -5,3 +5,9 @@ pub mod materialize;
 pub mod online;
 pub mod ops;
 pub mod write;
+
+/// Feast's answer when a write or materialization is done: the JSON `null`.
+pub(crate) fn json_null() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], "null").into_response()
+}

@@ -9,7 +9,7 @@ use arrow::record_batch::RecordBatch;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use larder_auth::{Action, Resource, ResourceType};
 use larder_model::types::FeatureType;
@@ -404,7 +404,7 @@ pub async fn write_to_online_store(
         write_rows(&state, &view, &batch).await
     };
     match run.await {
-        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], "null").into_response(),
+        Ok(()) => super::json_null(),
         Err(e) => e.into_response(),
     }
 }

@@ -370,13 +370,31 @@ pub fn start_registry_server(cfg: &Path, log: PathBuf, verbosity: Verbosity, met
 
 /// A minimal HTTP/1.1 GET (no curl): `(status, body)`, None if not reachable.
 pub fn raw_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    raw_exchange(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"),
+        Duration::from_secs(5),
     )
-    .ok()?;
+}
+
+/// A minimal HTTP/1.1 POST of JSON, waiting up to `read_timeout` for the
+/// answer: `(status, body)`, None if not reachable or cut off.
+pub fn raw_post_json(port: u16, path: &str, body: &str, read_timeout: Duration) -> Option<(u16, String)> {
+    raw_exchange(
+        port,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        read_timeout,
+    )
+}
+
+/// Send one whole request (with `Connection: close`) and read the answer to its end.
+fn raw_exchange(port: u16, request: &str, read_timeout: Duration) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(read_timeout)).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let status = buf.split(' ').nth(1)?.parse().ok()?;
