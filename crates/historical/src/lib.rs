@@ -57,7 +57,7 @@ pub fn resolve_views(
         };
         let shown_as = alias.clone().unwrap_or_else(|| name.clone());
         let spec = view.spec.clone().unwrap_or_default();
-        let mut features: Vec<(String, FeatureType)> = Vec::new();
+        let mut features: Vec<String> = Vec::new();
         for r in feature_refs {
             let Some((prefix, feature)) = r.split_once(':') else {
                 return Err(ServeError::InvalidReference(r.clone()).into());
@@ -66,15 +66,15 @@ pub fn resolve_views(
             if prefix != shown_as {
                 continue;
             }
-            let Some(f) = spec.features.iter().find(|f| f.name == feature) else {
+            if !spec.features.iter().any(|f| f.name == feature) {
                 return Err(ServeError::FeatureNotFound {
                     feature: feature.to_string(),
                     view: shown_as.clone(),
                 }
                 .into());
-            };
-            if !features.iter().any(|(n, _)| n == feature) {
-                features.push((feature.to_string(), FeatureType::from_proto(f.value_type)));
+            }
+            if !features.iter().any(|n| n == feature) {
+                features.push(feature.to_string());
             }
         }
         let join_key_map: std::collections::HashMap<String, String> = alias
@@ -91,24 +91,13 @@ pub fn resolve_views(
                 })
             })
             .unwrap_or_default();
-        let source = SourceSpec::from_feast(&spec.batch_source.clone().unwrap_or_default(), postgres_url)?;
-        views.push(HistoricalView {
-            name: name.clone(),
+        views.push(historical_view(
+            &spec,
             shown_as,
-            source,
-            join_keys: spec
-                .entity_columns
-                .iter()
-                .filter(|c| c.name != larder_offline::DUMMY_ENTITY_ID)
-                .map(|c| HistoricalJoinKey {
-                    name: c.name.clone(),
-                    column: join_key_map.get(&c.name).cloned().unwrap_or_else(|| c.name.clone()),
-                    value_type: FeatureType::from_proto(c.value_type),
-                })
-                .collect(),
-            features,
-            ttl_ns: ttl_ns(&spec),
-        });
+            &features,
+            &join_key_map,
+            postgres_url,
+        )?);
     }
     Ok(HistoricalRequest {
         views,
@@ -116,16 +105,55 @@ pub fn resolve_views(
     })
 }
 
-/// A view's ttl in ns; 0 (unbounded) when unset.
-fn ttl_ns(spec: &larder_protos::feast::core::FeatureViewSpec) -> i64 {
-    spec.ttl
+/// One requested view over its batch source: `features` typed as the view
+/// declares them, its join keys the view's entity columns (Feast's
+/// `__dummy_id` left out), each read from the frame column `join_key_map`
+/// names (else its own name), its ttl in ns (0, unbounded, when unset).
+fn historical_view(
+    spec: &larder_protos::feast::core::FeatureViewSpec,
+    shown_as: String,
+    features: &[String],
+    join_key_map: &std::collections::HashMap<String, String>,
+    postgres_url: Option<&str>,
+) -> Result<HistoricalView, HistoricalError> {
+    let source = SourceSpec::from_feast(&spec.batch_source.clone().unwrap_or_default(), postgres_url)?;
+    let features = features
+        .iter()
+        .map(|f| {
+            let t = spec
+                .features
+                .iter()
+                .find(|s| &s.name == f)
+                .map_or(FeatureType::from_proto(0), |s| FeatureType::from_proto(s.value_type));
+            (f.clone(), t)
+        })
+        .collect();
+    let ttl_ns = spec
+        .ttl
         .map(|d| {
             d.seconds
                 .saturating_mul(1_000_000_000)
                 .saturating_add(i64::from(d.nanos))
         })
         .unwrap_or(0)
-        .max(0)
+        .max(0);
+    Ok(HistoricalView {
+        name: spec.name.clone(),
+        shown_as,
+        source,
+        join_keys: spec
+            .entity_columns
+            .iter()
+            .filter(|c| c.name != larder_offline::DUMMY_ENTITY_ID)
+            .map(|c| HistoricalJoinKey {
+                name: c.name.clone(),
+                column: join_key_map.get(&c.name).cloned().unwrap_or_else(|| c.name.clone()),
+                value_type: FeatureType::from_proto(c.value_type),
+            })
+            .collect(),
+        features,
+        ttl_ns,
+    })
 }
 
 /// Resolve `features` (or `feature_service`) in `project` of `snapshot`
@@ -143,39 +171,14 @@ pub fn resolve(
     let mut views = Vec::with_capacity(plan.views.len());
     for read in &plan.views {
         let spec = read.view.spec.clone().unwrap_or_default();
-        let source_proto = spec.batch_source.clone().unwrap_or_default();
-        let source = SourceSpec::from_feast(&source_proto, postgres_url)?;
-        let types: Vec<(String, FeatureType)> = read
-            .features
-            .iter()
-            .map(|f| {
-                let t = spec
-                    .features
-                    .iter()
-                    .find(|s| &s.name == f)
-                    .map(|s| FeatureType::from_proto(s.value_type))
-                    .unwrap_or(FeatureType::from_proto(0));
-                (f.clone(), t)
-            })
-            .collect();
-        let ttl_ns = ttl_ns(&spec);
-        views.push(HistoricalView {
-            name: spec.name.clone(),
-            shown_as: read.shown_as.clone(),
-            source,
-            join_keys: read
-                .keys
-                .iter()
-                .filter(|k| k.name != larder_offline::DUMMY_ENTITY_ID)
-                .map(|k| HistoricalJoinKey {
-                    name: k.name.clone(),
-                    column: k.column.clone(),
-                    value_type: k.value_type,
-                })
-                .collect(),
-            features: types,
-            ttl_ns,
-        });
+        let join_key_map = read.keys.iter().map(|k| (k.name.clone(), k.column.clone())).collect();
+        views.push(historical_view(
+            &spec,
+            read.shown_as.clone(),
+            &read.features,
+            &join_key_map,
+            postgres_url,
+        )?);
     }
     Ok(HistoricalRequest {
         views,
