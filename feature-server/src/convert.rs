@@ -184,6 +184,31 @@ fn column<'a>(df: &'a Table, name: &str) -> Result<Option<&'a Vec<Json>>, ApiErr
     }
 }
 
+/// The number of rows of `df`: every column a list, all of one length.
+pub fn table_rows(df: &Table) -> Result<usize, ApiError> {
+    let mut rows = None;
+    for (k, v) in df {
+        let Some(a) = v.as_array() else {
+            return Err(ApiError::validation(
+                "list_type",
+                &["df", k],
+                "Input should be a valid list",
+            ));
+        };
+        match rows {
+            None => rows = Some(a.len()),
+            Some(n) if n != a.len() => {
+                return Err(ApiError::bad_request(format!(
+                    "df columns must have the same length: {k} has {} values, expected {n}",
+                    a.len()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(rows.unwrap_or(0))
+}
+
 /// Rows of `view` from a `df`. Join keys and features come from columns of
 /// the same names (through the source's field mapping when one renames
 /// them); the event time from `ts_columns` (the first present); the
@@ -195,30 +220,7 @@ pub fn table_to_batch(
     created_columns: &[&str],
 ) -> Result<RowBatch, ApiError> {
     let spec = view.spec.clone().unwrap_or_default();
-    let rows = df
-        .values()
-        .next()
-        .and_then(|v| v.as_array())
-        .map(|a| a.len())
-        .unwrap_or(0);
-    for (k, v) in df {
-        match v.as_array() {
-            Some(a) if a.len() == rows => {}
-            Some(a) => {
-                return Err(ApiError::bad_request(format!(
-                    "df columns must have the same length: {k} has {} values, expected {rows}",
-                    a.len()
-                )));
-            }
-            None => {
-                return Err(ApiError::validation(
-                    "list_type",
-                    &["df", k],
-                    "Input should be a valid list",
-                ));
-            }
-        }
-    }
+    let rows = table_rows(df)?;
     let mapping = spec
         .batch_source
         .as_ref()

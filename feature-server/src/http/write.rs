@@ -182,7 +182,7 @@ fn offline_batches(
     targets: &[fc::FeatureView],
     postgres_url: Option<&str>,
 ) -> Result<Vec<(SourceSpec, RecordBatch)>, ApiError> {
-    let rows = df_rows(df)?;
+    let rows = convert::table_rows(df)?;
     let mut groups: Vec<(SourceSpec, Vec<(String, Role)>)> = Vec::new();
     for v in targets {
         let spec = v.spec.clone().unwrap_or_default();
@@ -300,31 +300,6 @@ fn offline_batches(
         out.push((source, batch));
     }
     Ok(out)
-}
-
-/// The number of rows of `df`: every column a list, all of one length.
-fn df_rows(df: &convert::Table) -> Result<usize, ApiError> {
-    let mut rows = None;
-    for (k, v) in df {
-        let Some(a) = v.as_array() else {
-            return Err(ApiError::validation(
-                "list_type",
-                &["df", k],
-                "Input should be a valid list",
-            ));
-        };
-        match rows {
-            None => rows = Some(a.len()),
-            Some(n) if n != a.len() => {
-                return Err(ApiError::bad_request(format!(
-                    "df columns must have the same length: {k} has {} values, expected {n}",
-                    a.len()
-                )));
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(rows.unwrap_or(0))
 }
 
 /// A `df` column no view declares, typed by its values: all null, all
