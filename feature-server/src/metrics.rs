@@ -33,8 +33,8 @@
 //!   `cpu_percent` and `memory_percent`; Linux only), with the `pid` label
 //!   Feast's multiprocess gauges carry.
 
-use std::cell::Cell;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
@@ -79,6 +79,37 @@ pub struct FeastMetrics {
     pub memory: GaugeVec,
 }
 
+/// The children of one endpoint's request series, found on first use and
+/// kept: a request then bumps its counters without hashing labels, taking
+/// the family's lock or touching a shared reference count. A series still
+/// appears only once its endpoint has been called.
+pub struct EndpointMetrics {
+    endpoint: &'static str,
+    /// Whether Feast's feature server records this endpoint.
+    feast: bool,
+    latency: OnceLock<Histogram>,
+    /// `larder_http_requests_total{status="200"}`; other statuses are looked up.
+    ok: OnceLock<IntCounter>,
+    /// Feast's `request_total` children: `success`, `error`.
+    feast_outcomes: [OnceLock<IntCounter>; 2],
+}
+
+impl EndpointMetrics {
+    pub fn new(endpoint: &'static str) -> Self {
+        Self {
+            endpoint,
+            feast: FEAST_ENDPOINTS.contains(&endpoint),
+            latency: OnceLock::new(),
+            ok: OnceLock::new(),
+            feast_outcomes: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    pub fn endpoint(&self) -> &'static str {
+        self.endpoint
+    }
+}
+
 const BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
@@ -96,8 +127,6 @@ const FEAST_LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 const FEAST_ENTITY_BUCKETS: &[f64] = &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
 /// Feast's `online_store_read_duration_seconds` buckets.
 const FEAST_READ_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-/// Feast's default `feature_server.metrics.feature_count_bins`.
-const FEATURE_COUNT_BINS: [usize; 3] = [10, 50, 200];
 
 impl FeastMetrics {
     fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
@@ -261,26 +290,42 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// One finished request: Feast's request count and latency, for the
-    /// endpoints Feast records (`labels`: what the handler resolved).
-    pub fn observe_feast_request(&self, endpoint: &str, status: StatusCode, elapsed: Duration, labels: FeatureLabels) {
-        if !FEAST_ENDPOINTS.contains(&endpoint) {
+    /// One finished request to `e`'s endpoint: Larder's request count and
+    /// latency, and Feast's for the endpoints Feast records (`labels`: what
+    /// the handler resolved).
+    pub fn observe_request(
+        &self,
+        e: &EndpointMetrics,
+        status: StatusCode,
+        elapsed: Duration,
+        labels: Option<FeatureLabels>,
+    ) {
+        let secs = elapsed.as_secs_f64();
+        e.latency
+            .get_or_init(|| self.latency.with_label_values(&[e.endpoint]))
+            .observe(secs);
+        if status == StatusCode::OK {
+            e.ok.get_or_init(|| self.requests.with_label_values(&[e.endpoint, "200"]))
+                .inc();
+        } else {
+            self.requests.with_label_values(&[e.endpoint, status.as_str()]).inc();
+        }
+        if !e.feast {
             return;
         }
         let (features, views) = match labels {
-            Some((f, v)) => (bin_feature_count(f), v.to_string()),
-            None => (String::new(), String::new()),
+            Some(l) => (bin_feature_count(l.features), count_label(l.views)),
+            None => ("", Cow::Borrowed("")),
         };
         self.feast
             .latency
-            .with_label_values(&[endpoint, &features, &views])
-            .observe(elapsed.as_secs_f64());
-        let outcome = if status.is_client_error() || status.is_server_error() {
-            "error"
-        } else {
-            "success"
-        };
-        self.feast.requests.with_label_values(&[endpoint, outcome]).inc();
+            .with_label_values(&[e.endpoint, features, &views])
+            .observe(secs);
+        let failed = status.is_client_error() || status.is_server_error();
+        let outcome = if failed { "error" } else { "success" };
+        e.feast_outcomes[usize::from(failed)]
+            .get_or_init(|| self.feast.requests.with_label_values(&[e.endpoint, outcome]))
+            .inc();
     }
 
     /// An online request whose features were resolved and allowed, before
@@ -383,43 +428,37 @@ impl Metrics {
     }
 }
 
-/// Feast's `bin_feature_count` over its default bins: `0`, `1-10`,
-/// `11-50`, `51-200`, `201+`.
-pub fn bin_feature_count(count: usize) -> String {
-    if count == 0 {
-        return "0".into();
+/// Feast's `bin_feature_count` over its default bins (`[10, 50, 200]`):
+/// `0`, `1-10`, `11-50`, `51-200`, `201+`.
+pub fn bin_feature_count(count: usize) -> &'static str {
+    match count {
+        0 => "0",
+        1..=10 => "1-10",
+        11..=50 => "11-50",
+        51..=200 => "51-200",
+        _ => "201+",
     }
-    let mut lower = 1;
-    for upper in FEATURE_COUNT_BINS {
-        if count <= upper {
-            return format!("{lower}-{upper}");
-        }
-        lower = upper + 1;
+}
+
+/// A count as a label value, without formatting for the usual small ones.
+fn count_label(n: usize) -> Cow<'static, str> {
+    const SMALL: [&str; 17] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15", "16",
+    ];
+    match SMALL.get(n) {
+        Some(s) => Cow::Borrowed(s),
+        None => Cow::Owned(n.to_string()),
     }
-    format!("{lower}+")
 }
 
-/// `(features, views)` a request resolved, for Feast's latency labels.
-pub type FeatureLabels = Option<(usize, usize)>;
-
-tokio::task_local! {
-    static FEATURE_LABELS: Cell<FeatureLabels>;
-}
-
-/// Run a request and return what its handler noted with [`note_features`].
-pub async fn with_feature_labels<F: Future>(fut: F) -> (F::Output, FeatureLabels) {
-    FEATURE_LABELS
-        .scope(Cell::new(None), async move {
-            let out = fut.await;
-            (out, FEATURE_LABELS.with(Cell::get))
-        })
-        .await
-}
-
-/// The request's features are resolved: `features` requested from `views`
-/// feature views (a no-op outside [`with_feature_labels`]).
-pub fn note_features(features: usize, views: usize) {
-    let _ = FEATURE_LABELS.try_with(|c| c.set(Some((features, views))));
+/// What a request resolved, for Feast's latency labels: the handler puts
+/// it in the response's extensions, the router's metrics read it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureLabels {
+    /// Features requested (of the service's views for a feature service).
+    pub features: usize,
+    /// Feature views read.
+    pub views: usize,
 }
 
 /// psutil's `cpu_percent()` and `memory_percent()` for this process, read
@@ -511,6 +550,13 @@ mod tests {
             (5000, "201+"),
         ] {
             assert_eq!(bin_feature_count(n), label, "{n}");
+        }
+    }
+
+    #[test]
+    fn count_labels_are_decimal() {
+        for n in [0, 1, 9, 16, 17, 100, 12345] {
+            assert_eq!(count_label(n), n.to_string());
         }
     }
 

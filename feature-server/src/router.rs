@@ -1,20 +1,46 @@
-//! The HTTP router: routes, middleware (tracing, timeout and metrics,
-//! authentication) and the serve loops.
+//! The HTTP router: routes, the middleware around them (tracing, timeout
+//! and metrics, authentication) and the serve loops.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
+use tower::{Layer, Service};
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::http::{materialize, online, ops, write};
+use crate::metrics::EndpointMetrics;
 use crate::{AppState, authz, docs, metrics, tls};
+
+/// Every route's path: the `endpoint` label of the request metrics and the
+/// span's route (`other` for paths no route matches).
+const ROUTES: [&str; 9] = [
+    "/get-online-features",
+    "/push",
+    "/write-to-online-store",
+    "/materialize",
+    "/materialize-incremental",
+    "/health",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+];
+
+/// The route a request matched, as its index in [`ROUTES`]
+/// (`ROUTES.len()`: none).
+fn route_index(req: &Request) -> usize {
+    let matched = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    ROUTES.iter().position(|r| Some(*r) == matched).unwrap_or(ROUTES.len())
+}
 
 /// All routes, with limits, timeouts and metrics.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -22,18 +48,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     // The document depends on this server's limits and auth only: built once.
     let doc = Arc::new(docs::openapi(&state.limits, state.auth.is_enabled()));
     Router::new()
-        .route("/get-online-features", post(online::get_online_features))
-        .route("/push", post(write::push))
-        .route("/write-to-online-store", post(write::write_to_online_store))
-        .route("/materialize", post(materialize::materialize))
-        .route("/materialize-incremental", post(materialize::materialize_incremental))
-        .route("/health", get(ops::health))
-        .route("/metrics", get(ops::metrics_text))
-        .route(
-            "/openapi.json",
-            get(move || async move { axum::Json(doc.as_ref().clone()) }),
-        )
-        .route("/docs", get(|| async { axum::response::Html(docs::DOCS_HTML) }))
+        .route(ROUTES[0], post(online::get_online_features))
+        .route(ROUTES[1], post(write::push))
+        .route(ROUTES[2], post(write::write_to_online_store))
+        .route(ROUTES[3], post(materialize::materialize))
+        .route(ROUTES[4], post(materialize::materialize_incremental))
+        .route(ROUTES[5], get(ops::health))
+        .route(ROUTES[6], get(ops::metrics_text))
+        .route(ROUTES[7], get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .route(ROUTES[8], get(|| async { axum::response::Html(docs::DOCS_HTML) }))
         .fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(json!({"detail": "Not Found"}))) })
         .method_not_allowed_fallback(|| async {
             (
@@ -41,27 +64,88 @@ pub fn router(state: Arc<AppState>) -> Router {
                 axum::Json(json!({"detail": "Method Not Allowed"})),
             )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), authz::authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(middleware::from_fn(trace_request))
+        .layer(EdgeLayer::new(state.clone()))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
-/// While OpenTelemetry traces are on: one server span per request (method,
-/// route, status), a child of the caller's trace when the request carries a
-/// W3C `traceparent`. Off: nothing.
-async fn trace_request(req: Request, next: Next) -> Response {
-    use tracing::Instrument;
-    if !larder_runtime::telemetry::tracing_enabled() {
-        return next.run(req).await;
+/// The one middleware around every route, outermost first: a server span
+/// while OpenTelemetry traces are on (a child of the caller's trace when the
+/// request carries a W3C `traceparent`), the request timeout, metrics and
+/// the outcome's log line, then authentication of all but the open paths.
+/// One layer, not one per concern: each `from_fn` layer costs a clone of the
+/// route, two boxes and a larger future to move on every request.
+#[derive(Clone)]
+struct EdgeLayer(Arc<EdgeShared>);
+
+/// What every request's middleware reads (one reference count per request).
+struct EdgeShared {
+    state: Arc<AppState>,
+    /// Per route of [`ROUTES`], then for unmatched paths (`other`).
+    endpoints: Vec<EndpointMetrics>,
+}
+
+impl EdgeLayer {
+    fn new(state: Arc<AppState>) -> Self {
+        let endpoints = ROUTES.into_iter().chain(["other"]).map(EndpointMetrics::new).collect();
+        Self(Arc::new(EdgeShared { state, endpoints }))
     }
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".into());
-    let method = req.method().clone();
+}
+
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Edge<S> {
+        Edge {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Edge<S> {
+    inner: S,
+    layer: EdgeLayer,
+}
+
+impl<S> Service<Request> for Edge<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> <Self as Service<Request>>::Future {
+        // Tower's rule: the service polled ready is the one called; a clone stays for the next call.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let shared = self.layer.0.clone();
+        let route = route_index(&req);
+        if !larder_runtime::telemetry::tracing_enabled() {
+            return Box::pin(async move { Ok(observe(shared, route, ready, req).await) });
+        }
+        let span = request_span(&req, shared.endpoints[route].endpoint());
+        Box::pin(async move {
+            let resp = observe(shared, route, ready, req).instrument(span.clone()).await;
+            span.record("http.response.status_code", resp.status().as_u16());
+            if resp.status().is_server_error() {
+                span.record("otel.status_code", "ERROR");
+            }
+            Ok(resp)
+        })
+    }
+}
+
+/// The server span of one request (method, route; status recorded at the end).
+fn request_span(req: &Request, route: &str) -> tracing::Span {
+    let method = req.method();
     let span = tracing::info_span!(
         "HTTP request",
         otel.name = %format!("{method} {route}"),
@@ -72,62 +156,62 @@ async fn trace_request(req: Request, next: Next) -> Response {
         http.response.status_code = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    {
-        // Scoped: a borrow of the request must not live across the await.
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        larder_runtime::telemetry::continue_trace(&span, header("traceparent"), header("tracestate"));
-    }
-    let resp = next.run(req).instrument(span.clone()).await;
-    span.record("http.response.status_code", resp.status().as_u16());
-    if resp.status().is_server_error() {
-        span.record("otel.status_code", "ERROR");
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    larder_runtime::telemetry::continue_trace(&span, header("traceparent"), header("tracestate"));
+    span
+}
+
+/// Per-request timeout (authentication included) and metrics.
+async fn observe<S>(shared: Arc<EdgeShared>, route: usize, handler: S, req: Request) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let state = &shared.state;
+    let started = Instant::now();
+    let resp = match tokio::time::timeout(state.limits.request_timeout, authenticated(state, handler, req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::Message {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: format!("request took longer than {:?}", state.limits.request_timeout),
+        }
+        .into_response(),
+    };
+    let elapsed = started.elapsed();
+    let status = resp.status();
+    // The handler notes the features it resolved, for Feast's latency labels.
+    let labels = resp.extensions().get::<metrics::FeatureLabels>().copied();
+    let endpoint = &shared.endpoints[route];
+    state.metrics.observe_request(endpoint, status, elapsed, labels);
+    // Inside the request span: with traces on, JSON lines carry its trace id.
+    let millis = elapsed.as_secs_f64() * 1e3;
+    let endpoint = endpoint.endpoint();
+    if status.is_server_error() {
+        tracing::warn!(%endpoint, status = status.as_u16(), millis, "request failed");
+    } else {
+        tracing::debug!(%endpoint, status = status.as_u16(), millis, "request");
     }
     resp
 }
 
-/// Per-request timeout and metrics.
-async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let endpoint = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "other".into());
-    let started = Instant::now();
-    let run = async {
-        match tokio::time::timeout(state.limits.request_timeout, next.run(req)).await {
-            Ok(r) => r,
-            Err(_) => ApiError::Message {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                message: format!("request took longer than {:?}", state.limits.request_timeout),
+/// The route, called with the authenticated [`authz::Caller`] in the
+/// request's extensions; refused (and counted by reason) without one.
+async fn authenticated<S>(state: &AppState, mut route: S, mut req: Request) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    match authz::caller(state, req.uri().path(), authz::header_value(req.headers())).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            match route.call(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
             }
-            .into_response(),
         }
-    };
-    // The handler notes the features it resolved, for Feast's latency labels.
-    let (resp, labels) = metrics::with_feature_labels(run).await;
-    let elapsed = started.elapsed();
-    state
-        .metrics
-        .latency
-        .with_label_values(&[&endpoint])
-        .observe(elapsed.as_secs_f64());
-    state
-        .metrics
-        .requests
-        .with_label_values(&[&endpoint, resp.status().as_str()])
-        .inc();
-    state
-        .metrics
-        .observe_feast_request(&endpoint, resp.status(), elapsed, labels);
-    // Inside the request span: with traces on, JSON lines carry its trace id.
-    let status = resp.status().as_u16();
-    let millis = elapsed.as_secs_f64() * 1e3;
-    if resp.status().is_server_error() {
-        tracing::warn!(%endpoint, status, millis, "request failed");
-    } else {
-        tracing::debug!(%endpoint, status, millis, "request");
+        Err(e) => {
+            tracing::info!(reason = %e, path = %req.uri().path(), "request refused");
+            ApiError::from(e).into_response()
+        }
     }
-    resp
 }
 
 /// Serve until `shutdown` resolves, then drain in-flight requests.

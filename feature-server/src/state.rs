@@ -68,14 +68,17 @@ const MAX_PLAN_KEY_BYTES: usize = 16 * 1024;
 /// can be reused by the next one.
 pub(crate) struct PlanCache {
     inner: std::sync::RwLock<PlanMap>,
-    /// Logical clock for least-recently-used eviction; hits only read-lock the map.
+    /// Logical clock for least-recently-used eviction, advanced by inserts
+    /// only: a hit read-locks the map and stamps its plan with the clock
+    /// when the stamp differs, so the hot path writes no shared memory
+    /// (plans used since the same insert tie; any of them may go first).
     clock: AtomicU64,
 }
 
 #[derive(Default)]
 struct PlanMap {
     generation: u64,
-    plans: HashMap<String, CachedPlan>,
+    plans: HashMap<Vec<u8>, CachedPlan>,
 }
 
 struct CachedPlan {
@@ -91,18 +94,20 @@ impl PlanCache {
         }
     }
 
-    fn get(&self, generation: u64, key: &str) -> Option<Arc<Plan>> {
+    fn get(&self, generation: u64, key: &[u8]) -> Option<Arc<Plan>> {
         let map = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         if map.generation != generation {
             return None;
         }
         let p = map.plans.get(key)?;
-        p.used
-            .store(self.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        let now = self.clock.load(Ordering::Relaxed);
+        if p.used.load(Ordering::Relaxed) != now {
+            p.used.store(now, Ordering::Relaxed);
+        }
         Some(p.plan.clone())
     }
 
-    fn insert(&self, generation: u64, key: String, plan: Arc<Plan>) {
+    fn insert(&self, generation: u64, key: Vec<u8>, plan: Arc<Plan>) {
         let mut map = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         if generation < map.generation {
             // Built from a snapshot that has since been replaced.
@@ -122,7 +127,7 @@ impl PlanCache {
         {
             map.plans.remove(&oldest);
         }
-        let used = AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed));
+        let used = AtomicU64::new(self.clock.fetch_add(1, Ordering::Relaxed) + 1);
         map.plans.insert(key, CachedPlan { plan, used });
     }
 
@@ -154,9 +159,19 @@ impl AppState {
     }
 
     /// The plan for these features, resolved once per registry snapshot and
-    /// always against the snapshot it is served with.
-    #[tracing::instrument(name = "registry.plan", skip_all, fields(features = features.len(), service = service.unwrap_or_default()))]
+    /// always against the snapshot it is served with (in a `registry.plan`
+    /// span while traces are exported).
     pub async fn plan(&self, features: &[String], service: Option<&str>) -> Result<Arc<Plan>, ApiError> {
+        use tracing::Instrument;
+        let span = larder_runtime::export_span!(
+            "registry.plan",
+            features = features.len(),
+            service = service.unwrap_or_default()
+        );
+        self.cached_plan(features, service).instrument(span).await
+    }
+
+    async fn cached_plan(&self, features: &[String], service: Option<&str>) -> Result<Arc<Plan>, ApiError> {
         let snap = self.registry.snapshot_cached().await.map_err(ApiError::from)?;
         let generation = snap.generation();
         let key = larder_serving::plan_key(features, service).filter(|k| k.len() <= MAX_PLAN_KEY_BYTES);
@@ -222,4 +237,46 @@ impl AppState {
 /// A feature view's name (empty without a spec).
 pub(crate) fn view_name(v: &fc::FeatureView) -> &str {
     v.spec.as_ref().map(|s| s.name.as_str()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Arc<Plan> {
+        Arc::new(Plan { views: Vec::new() })
+    }
+
+    #[test]
+    fn plans_of_another_generation_are_not_served() {
+        let cache = PlanCache::new();
+        cache.insert(3, b"a".to_vec(), plan());
+        assert!(cache.get(3, b"a").is_some());
+        assert!(cache.get(4, b"a").is_none());
+        // A plan built from an older snapshot does not replace newer ones.
+        cache.insert(2, b"b".to_vec(), plan());
+        assert!(cache.get(3, b"b").is_none());
+        cache.insert(4, b"b".to_vec(), plan());
+        assert!(cache.get(3, b"a").is_none() && cache.get(4, b"b").is_some());
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_full_cache_evicts_a_plan_not_used_since_older_inserts() {
+        let cache = PlanCache::new();
+        for i in 0..PLAN_CACHE_CAPACITY {
+            cache.insert(1, format!("k{i}").into_bytes(), plan());
+        }
+        // k0 is the oldest insert, but used now; k1 is the least recently used.
+        assert!(cache.get(1, b"k0").is_some());
+        cache.insert(1, b"new".to_vec(), plan());
+        assert_eq!(cache.len(), PLAN_CACHE_CAPACITY);
+        assert!(cache.get(1, b"k0").is_some());
+        assert!(cache.get(1, b"k1").is_none());
+        assert!(cache.get(1, b"new").is_some());
+        // Used again after the insert: k0 outlives k2 (the next oldest) too.
+        cache.insert(1, b"newer".to_vec(), plan());
+        assert!(cache.get(1, b"k0").is_some());
+        assert!(cache.get(1, b"k2").is_none());
+    }
 }

@@ -331,6 +331,23 @@ async fn bad_input_is_a_clear_4xx() {
     let (st, text) = s.call("GET", "/docs", "").await;
     assert_eq!(st, StatusCode::OK);
     assert!(text.contains("openapi.json"));
+    // Every route counted under its own path; unmatched paths as `other`.
+    let (_, text) = s.call("GET", "/metrics", "").await;
+    for path in [
+        "/get-online-features",
+        "/push",
+        "/write-to-online-store",
+        "/materialize",
+        "/materialize-incremental",
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+        "other",
+    ] {
+        let label = format!("larder_http_requests_total{{endpoint=\"{path}\",");
+        assert!(text.contains(&label), "{label} not in {text}");
+    }
 }
 
 /// gRPC ServingService and health on a real socket.

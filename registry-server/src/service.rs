@@ -9,6 +9,7 @@ use larder_protos::feast::registry as fr;
 use larder_registry::Registry;
 use larder_registry::cache::CachedRegistry;
 use tonic::{Response, Status};
+use tracing::Instrument;
 
 use crate::errors::{invalid, not_found, status_from};
 use crate::query::{Tags, paginate, sort, tags};
@@ -41,7 +42,7 @@ impl RegistryService {
         }
     }
 
-    #[tracing::instrument(name = "registry.get", skip_all, fields(project = %project, kind = ?kind, name = %name, cached = allow_cache))]
+    /// One object (in a `registry.get` span while traces are exported).
     pub(crate) async fn get(
         &self,
         user: &User,
@@ -50,18 +51,30 @@ impl RegistryService {
         name: &str,
         allow_cache: bool,
     ) -> Result<FeastObject, Status> {
-        let obj = self
-            .source(allow_cache)
-            .get(project, kind, name)
-            .await
-            .map_err(status_from)?
-            .ok_or_else(|| not_found(kind, name, project))?;
-        self.assert_object(user, project, &obj, &[Action::Describe]).await?;
-        Ok(obj)
+        let span = larder_runtime::export_span!(
+            "registry.get",
+            project = %project,
+            kind = ?kind,
+            name = %name,
+            cached = allow_cache
+        );
+        async {
+            let obj = self
+                .source(allow_cache)
+                .get(project, kind, name)
+                .await
+                .map_err(status_from)?
+                .ok_or_else(|| not_found(kind, name, project))?;
+            self.assert_object(user, project, &obj, &[Action::Describe]).await?;
+            Ok(obj)
+        }
+        .instrument(span)
+        .await
     }
 
+    /// The objects of a kind the caller may see, filtered by tags, sorted
+    /// and paginated (in a `registry.list` span while traces are exported).
     #[allow(clippy::too_many_arguments)]
-    #[tracing::instrument(name = "registry.list", skip_all, fields(project = %project, kind = ?kind, cached = allow_cache))]
     pub(crate) async fn list(
         &self,
         user: &User,
@@ -72,18 +85,24 @@ impl RegistryService {
         pagination: Option<&fr::PaginationParams>,
         sorting: Option<&fr::SortingParams>,
     ) -> Result<(Vec<FeastObject>, fr::PaginationMetadata), Status> {
-        let mut v = self
-            .source(allow_cache)
-            .list(project, kind)
-            .await
-            .map_err(status_from)?;
-        v.retain(|o| {
-            let t = tags(o);
-            wanted.iter().all(|(k, val)| t.get(k) == Some(val))
-        });
-        let mut v = self.keep(user, v).await?;
-        sort(&mut v, sorting)?;
-        Ok(paginate(v, pagination))
+        let span =
+            larder_runtime::export_span!("registry.list", project = %project, kind = ?kind, cached = allow_cache);
+        async {
+            let mut v = self
+                .source(allow_cache)
+                .list(project, kind)
+                .await
+                .map_err(status_from)?;
+            v.retain(|o| {
+                let t = tags(o);
+                wanted.iter().all(|(k, val)| t.get(k) == Some(val))
+            });
+            let mut v = self.keep(user, v).await?;
+            sort(&mut v, sorting)?;
+            Ok(paginate(v, pagination))
+        }
+        .instrument(span)
+        .await
     }
 
     pub(crate) async fn apply(

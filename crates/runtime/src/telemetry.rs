@@ -141,6 +141,23 @@ pub fn tracing_enabled() -> bool {
     }
 }
 
+/// An INFO span that exists only while traces are exported, else
+/// [`tracing::Span::none`]. For spans created on every request: an enabled
+/// span costs a slot in the subscriber's registry, its fields formatted by
+/// the log layer, and an enter and exit on every poll, although nothing
+/// reads it while traces are off (log lines do not need it: the request's
+/// outcome is logged by the router).
+#[macro_export]
+macro_rules! export_span {
+    ($($arg:tt)+) => {
+        if $crate::telemetry::tracing_enabled() {
+            ::tracing::info_span!($($arg)+)
+        } else {
+            ::tracing::Span::none()
+        }
+    };
+}
+
 /// Makes `span` a child of the caller's trace named by the W3C
 /// `traceparent`/`tracestate` headers (or gRPC metadata), and records the
 /// span's trace id in its `trace_id` field (declared `Empty` by the caller),

@@ -225,26 +225,30 @@ pub fn plan_in(
     assemble(views, wanted)
 }
 
-/// A key that is equal for two requests exactly when they resolve to the
-/// same plan (against the same registry): the service name, or the views in
-/// first-reference order, each with its features in first-reference order,
-/// duplicates and version pins (`view@v2`) dropped. Not sorted: the
-/// response's columns follow that order. `None` when a reference is
-/// malformed (resolving reports it). Names are length-prefixed, so no name
-/// can forge a separator.
-pub fn plan_key(features: &[String], feature_service: Option<&str>) -> Option<String> {
-    use std::fmt::Write;
-    let mut key = String::new();
-    if let Some(svc) = feature_service {
-        let _ = write!(key, "s{}:{svc}", svc.len());
-        return Some(key);
+/// The key a resolved plan is cached under: the service name, or the
+/// references exactly as requested, each a tag byte and its length (4 bytes)
+/// before its bytes, so no list can forge another's key (`["a\nb"]` and
+/// `["a", "b"]` differ). Built on every request, so it is only copied: lists
+/// that resolve alike but are written differently (duplicates, `view@v2`
+/// pins, views interleaved) get entries of their own, which the cache's bound
+/// keeps in check. `None` when a name is longer than 4 GiB.
+pub fn plan_key(features: &[String], feature_service: Option<&str>) -> Option<Vec<u8>> {
+    fn push(key: &mut Vec<u8>, tag: u8, name: &str) -> Option<()> {
+        key.push(tag);
+        key.extend_from_slice(&u32::try_from(name.len()).ok()?.to_le_bytes());
+        key.extend_from_slice(name.as_bytes());
+        Some(())
     }
-    let groups = group_references(features).ok()?;
-    key.reserve(features.iter().map(|f| f.len() + 8).sum());
-    for (view, feats) in groups {
-        let _ = write!(key, "v{}:{view}", view.len());
-        for f in feats {
-            let _ = write!(key, "f{}:{f}", f.len());
+    let mut key = match feature_service {
+        Some(svc) => Vec::with_capacity(svc.len() + 5),
+        None => Vec::with_capacity(features.iter().map(|f| f.len() + 5).sum()),
+    };
+    match feature_service {
+        Some(svc) => push(&mut key, b's', svc)?,
+        None => {
+            for f in features {
+                push(&mut key, b'f', f)?;
+            }
         }
     }
     Some(key)
@@ -294,8 +298,7 @@ fn from_references(features: &[String]) -> Result<Vec<Wanted>, ServeError> {
 
 /// References grouped by view, views and features in first-reference
 /// order, duplicates and version pins dropped; `Err` is the first malformed
-/// reference. Borrowed and allocation-light: [`plan_key`] runs it on every
-/// request.
+/// reference. Borrowed and allocation-light.
 fn group_references(features: &[String]) -> Result<Vec<(&str, Vec<&str>)>, &String> {
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     // Linear searches for the usual few references, hash lookups for long
@@ -423,13 +426,28 @@ pub async fn get_online_features(
     execute(&plan, online, project, &req.entities, req.full_feature_names).await
 }
 
-/// Read a resolved plan for the given entity rows.
-#[tracing::instrument(
-    name = "online.read",
-    skip_all,
-    fields(project = %project, views = plan.views.len(), rows = entities.first().map_or(0, |(_, v)| v.len()))
-)]
+/// Read a resolved plan for the given entity rows (in an `online.read`
+/// span while traces are exported).
 pub async fn execute(
+    plan: &Plan,
+    online: &dyn OnlineStore,
+    project: &str,
+    entities: &[(String, Vec<Value>)],
+    full_feature_names: bool,
+) -> Result<OnlineResponse, ServeError> {
+    use tracing::Instrument;
+    let span = larder_runtime::export_span!(
+        "online.read",
+        project = %project,
+        views = plan.views.len(),
+        rows = entities.first().map_or(0, |(_, v)| v.len())
+    );
+    read_plan(plan, online, project, entities, full_feature_names)
+        .instrument(span)
+        .await
+}
+
+async fn read_plan(
     plan: &Plan,
     online: &dyn OnlineStore,
     project: &str,
@@ -538,44 +556,61 @@ mod tests {
         r.iter().map(|s| s.to_string()).collect()
     }
 
-    /// Lists that resolve to the same plan share a key; lists whose columns
-    /// come out in another order, or another view or service, do not.
+    /// A key names one request list exactly: equal lists share it, any
+    /// other list, service or layout of names has another.
     #[test]
-    fn plan_keys_are_canonical() {
+    fn plan_keys_are_unambiguous() {
         let key = |r: &[&str]| plan_key(&refs(r), None);
         let base = key(&["a:x", "a:y", "b:z"]);
         assert!(base.is_some());
-        for same in [
-            &["a:x", "a:y", "b:z", "a:x"][..],
-            &["a:x", "b:z", "a:y"],
-            &["a@v2:x", "a:y", "b@latest:z"],
-        ] {
-            assert_eq!(key(same), base, "{same:?}");
-        }
+        assert_eq!(key(&["a:x", "a:y", "b:z"]), base);
         for other in [
             &["a:y", "a:x", "b:z"][..],
             &["b:z", "a:x", "a:y"],
             &["a:x", "a:y"],
             &["a:x", "a:y", "c:z"],
+            &["a:x", "a:y", "b:z", "a:x"],
         ] {
             assert_ne!(key(other), base, "{other:?}");
         }
         // Names cannot forge the layout of another list.
         assert_ne!(key(&["ab:c"]), key(&["a:bc"]));
-        assert_ne!(key(&["v1:x"]), key(&["v:1x"]));
-        assert_ne!(plan_key(&[], Some("a")), key(&["a:a"]));
-        // Long lists (hashed grouping) resolve the same way as short ones.
+        assert_ne!(key(&["a:x\na:y"]), key(&["a:x", "a:y"]));
+        assert_ne!(key(&["a:x", ""]), key(&["a:x"]));
+        assert_ne!(plan_key(&[], Some("a")), key(&[]));
+        assert_ne!(plan_key(&refs(&["a:a"]), Some("a")), key(&["a:a"]));
+    }
+
+    /// Lists that group alike resolve to the same views and features, in
+    /// first-reference order, whether short (linear) or long (hashed).
+    #[test]
+    fn references_group_by_view() {
+        let grouped = |r: &[String]| -> Vec<(String, Vec<String>)> {
+            group_references(r)
+                .unwrap()
+                .into_iter()
+                .map(|(v, fs)| (v.to_string(), fs.into_iter().map(String::from).collect()))
+                .collect()
+        };
+        let base = grouped(&refs(&["a:x", "a:y", "b:z"]));
+        for same in [
+            &["a:x", "a:y", "b:z", "a:x"][..],
+            &["a:x", "b:z", "a:y"],
+            &["a@v2:x", "a:y", "b@latest:z"],
+        ] {
+            assert_eq!(grouped(&refs(same)), base, "{same:?}");
+        }
         let long: Vec<String> = (0..40).map(|i| format!("v{}:f{}", i % 3, i % 7)).collect();
         let mut doubled = long.clone();
         doubled.extend(long.iter().rev().cloned());
-        let short_way: Vec<String> = group_references(&long)
-            .unwrap()
+        let short_way: Vec<String> = grouped(&long)
             .into_iter()
             .flat_map(|(v, fs)| fs.into_iter().map(move |f| format!("{v}:{f}")))
             .collect();
         assert!(short_way.len() <= 32);
-        assert_eq!(plan_key(&doubled, None), plan_key(&short_way, None));
-        assert_eq!(key(&["nocolon"]), None);
-        assert_eq!(key(&[":x"]), None);
+        assert_eq!(grouped(&doubled), grouped(&short_way));
+        for bad in ["nocolon", ":x", "v:"] {
+            assert_eq!(group_references(&refs(&[bad])).unwrap_err(), bad);
+        }
     }
 }

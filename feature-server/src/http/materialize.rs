@@ -127,7 +127,7 @@ async fn run_materialize(
 )]
 pub async fn materialize(
     State(state): State<Arc<AppState>>,
-    Extension(authz::Caller(user)): Extension<authz::Caller>,
+    Extension(caller): Extension<authz::Caller>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -152,7 +152,7 @@ pub async fn materialize(
     if start >= end {
         return Err(ApiError::bad_request("start_ts must be before end_ts"));
     }
-    run_materialize(state, &user, q, req.feature_views, Some((start, end)), end).await
+    run_materialize(state, caller.user(), q, req.feature_views, Some((start, end)), end).await
 }
 
 /// Materialize each view from the end of its last materialization up to `end_ts`.
@@ -172,7 +172,7 @@ pub async fn materialize(
 )]
 pub async fn materialize_incremental(
     State(state): State<Arc<AppState>>,
-    Extension(authz::Caller(user)): Extension<authz::Caller>,
+    Extension(caller): Extension<authz::Caller>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -185,5 +185,5 @@ pub async fn materialize_incremental(
     let req = api::MaterializeIncrementalRequest { end_ts, feature_views };
     let end = time_field(Some(&req.end_ts), "end_ts")?
         .ok_or_else(|| ApiError::validation("missing", &["end_ts"], "Field required"))?;
-    run_materialize(state, &user, q, req.feature_views, None, end).await
+    run_materialize(state, caller.user(), q, req.feature_views, None, end).await
 }

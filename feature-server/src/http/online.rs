@@ -43,19 +43,27 @@ fn loose_value(j: &Json) -> Value {
 )]
 pub async fn get_online_features(
     State(state): State<Arc<AppState>>,
-    Extension(authz::Caller(user)): Extension<authz::Caller>,
+    Extension(caller): Extension<authz::Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match online_features(&state, &user, body).await {
+    let mut labels = None;
+    let mut resp = match online_features(&state, caller.user(), body, &mut labels).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
         Err(e) => e.into_response(),
+    };
+    if let Some(l) = labels {
+        resp.extensions_mut().insert(l);
     }
+    resp
 }
 
+/// The answer's JSON; `labels` is set once the features are resolved and
+/// allowed (Feast's latency labels, also for a read that fails later).
 async fn online_features(
     state: &AppState,
     user: &User,
     body: Result<Bytes, BytesRejection>,
+    labels: &mut Option<metrics::FeatureLabels>,
 ) -> Result<Vec<u8>, ApiError> {
     let api::GetOnlineFeaturesRequest {
         entities,
@@ -111,7 +119,10 @@ async fn online_features(
         Some(_) => plan.views.iter().map(|v| v.features.len()).sum(),
         None => features.len(),
     };
-    metrics::note_features(feature_count, plan.views.len());
+    *labels = Some(metrics::FeatureLabels {
+        features: feature_count,
+        views: plan.views.len(),
+    });
     state.metrics.online_request(rows);
     let mut cols = Vec::with_capacity(entities.len());
     for (k, v) in &entities {

@@ -61,7 +61,7 @@ fn named<'a>(candidates: &[&'a str]) -> Vec<&'a str> {
 )]
 pub async fn push(
     State(state): State<Arc<AppState>>,
-    Extension(authz::Caller(user)): Extension<authz::Caller>,
+    Extension(caller): Extension<authz::Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let api::PushRequest {
@@ -91,7 +91,7 @@ pub async fn push(
         .iter()
         .map(|v| Resource::new(ResourceType::FeatureView, view_name(v)))
         .collect();
-    state.authorize(&user, &resources, actions).await?;
+    state.authorize(caller.user(), &resources, actions).await?;
     if targets.is_empty() {
         return Err(ApiError::Feast {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -341,7 +341,7 @@ fn infer_array(name: &str, values: &[Json]) -> Result<ArrayRef, ApiError> {
 )]
 pub async fn write_to_online_store(
     State(state): State<Arc<AppState>>,
-    Extension(authz::Caller(user)): Extension<authz::Caller>,
+    Extension(caller): Extension<authz::Caller>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let run = async {
@@ -362,7 +362,7 @@ pub async fn write_to_online_store(
             })?;
         state
             .authorize(
-                &user,
+                caller.user(),
                 &[Resource::new(ResourceType::FeatureView, &name)],
                 &[Action::WriteOnline],
             )
