@@ -184,14 +184,16 @@ fn column<'a>(df: &'a Table, name: &str) -> Result<Option<&'a Vec<Json>>, ApiErr
     }
 }
 
-/// The number of rows of `df`: every column a list, all of one length.
-pub fn table_rows(df: &Table) -> Result<usize, ApiError> {
+/// The number of rows of a table of columns sent as the body's `field`
+/// (`df`, `entities`): every column a list, all of one length. `columns`
+/// names them in the error (`df columns`, `entity columns`).
+pub fn table_rows(table: &Table, field: &str, columns: &str) -> Result<usize, ApiError> {
     let mut rows = None;
-    for (k, v) in df {
+    for (k, v) in table {
         let Some(a) = v.as_array() else {
             return Err(ApiError::validation(
                 "list_type",
-                &["df", k],
+                &[field, k],
                 "Input should be a valid list",
             ));
         };
@@ -199,7 +201,7 @@ pub fn table_rows(df: &Table) -> Result<usize, ApiError> {
             None => rows = Some(a.len()),
             Some(n) if n != a.len() => {
                 return Err(ApiError::bad_request(format!(
-                    "df columns must have the same length: {k} has {} values, expected {n}",
+                    "{columns} must have the same length: {k} has {} values, expected {n}",
                     a.len()
                 )));
             }
@@ -220,7 +222,7 @@ pub fn table_to_batch(
     created_columns: &[&str],
 ) -> Result<RowBatch, ApiError> {
     let spec = view.spec.clone().unwrap_or_default();
-    let rows = table_rows(df)?;
+    let rows = table_rows(df, "df", "df columns")?;
     let mapping = spec
         .batch_source
         .as_ref()

@@ -81,23 +81,7 @@ async fn online_features(
     if entities.is_empty() {
         return Err(ApiError::bad_request("entities must hold at least one join key column"));
     }
-    let mut rows = None;
-    for (k, v) in &entities {
-        let a = v
-            .as_array()
-            .ok_or_else(|| ApiError::validation("list_type", &["entities", k], "Input should be a valid list"))?;
-        match rows {
-            None => rows = Some(a.len()),
-            Some(n) if n != a.len() => {
-                return Err(ApiError::bad_request(format!(
-                    "entity columns must have the same length: {k} has {} values, expected {n}",
-                    a.len()
-                )));
-            }
-            _ => {}
-        }
-    }
-    let rows = rows.unwrap_or(0);
+    let rows = convert::table_rows(&entities, "entities", "entity columns")?;
     if rows == 0 {
         return Err(ApiError::bad_request(
             "the entity columns are empty; send at least one entity row",

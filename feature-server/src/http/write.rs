@@ -182,7 +182,7 @@ fn offline_batches(
     targets: &[fc::FeatureView],
     postgres_url: Option<&str>,
 ) -> Result<Vec<(SourceSpec, RecordBatch)>, ApiError> {
-    let rows = convert::table_rows(df)?;
+    let rows = convert::table_rows(df, "df", "df columns")?;
     let mut groups: Vec<(SourceSpec, Vec<(String, Role)>)> = Vec::new();
     for v in targets {
         let spec = v.spec.clone().unwrap_or_default();
