@@ -115,16 +115,21 @@ def main():
         (~((m[k] == e[k]) | (m[k].isna() & e[k].isna()))).sum() for k in keys if k in m))
     res["larder"]["rows_missing_in_sample"] = int(sample.difference(mine.index).size)
 
+    def against(path):
+        """A reference's rows (deduplicated on row_id), its summary, and the sample's mismatching rows."""
+        ref, rschema = load(path, cols)
+        summary = {"rows": len(ref), "dropped": len(ent) - ref["row_id"].nunique(),
+                   "duplicate_row_ids": int(ref["row_id"].duplicated().sum()),
+                   "types": {c: str(rschema.field(c).type) for c in features if c in rschema.names}}
+        ref = ref.drop_duplicates("row_id").set_index("row_id")
+        common = sample.intersection(ref.index).intersection(mine.index)
+        r, bad = diff(mine.loc[common], ref.loc[common], features, kinds, keys)
+        summary.update(r)
+        return ref, summary, bad
+
     duck = None
     if a.duckdb:
-        duck, dschema = load(a.duckdb, cols)
-        dd = {"rows": len(duck), "dropped": len(ent) - duck["row_id"].nunique(),
-              "duplicate_row_ids": int(duck["row_id"].duplicated().sum()),
-              "types": {c: str(dschema.field(c).type) for c in features if c in dschema.names}}
-        duck = duck.drop_duplicates("row_id").set_index("row_id")
-        common = sample.intersection(duck.index).intersection(mine.index)
-        r, bad = diff(mine.loc[common], duck.loc[common], features, kinds, keys)
-        dd.update(r)
+        duck, dd, bad = against(a.duckdb)
         if a.repro and bad.any():
             # The entity rows Larder and duckdb disagree on, as an entity file to rerun both with.
             rows = ent.set_index("row_id").loc[bad.index[bad.to_numpy()][:1000]].reset_index()
@@ -132,14 +137,7 @@ def main():
             dd["repro"] = a.repro
         res["vs_duckdb"] = dd
     if a.file:
-        f, fschema = load(a.file, cols)
-        fd = {"rows": len(f), "dropped": len(ent) - f["row_id"].nunique(),
-              "duplicate_row_ids": int(f["row_id"].duplicated().sum()),
-              "types": {c: str(fschema.field(c).type) for c in features if c in fschema.names}}
-        f = f.drop_duplicates("row_id").set_index("row_id")
-        common = sample.intersection(f.index).intersection(mine.index)
-        r, bad = diff(mine.loc[common], f.loc[common], features, kinds, keys)
-        fd.update(r)
+        _, fd, bad = against(a.file)
         if duck is not None and bad.any():
             # Of the rows where the file store disagrees with Larder: does duckdb side with Larder?
             rows = bad.index[bad.to_numpy()].intersection(duck.index)

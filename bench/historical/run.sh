@@ -116,10 +116,11 @@ scale_rows() { python3 -c "print(round($N_FEAT * $1))"; }
 make_repo() {
     local name=$1 kind=$2 src=${3:-} dir=$WORK/repo-$1
     mkdir -p "$dir/file" "$dir/duckdb"
-    for store in file duckdb; do
-        cat >"$dir/$store/feature_store.yaml" <<EOF
-project: bench_hist_$kind
-provider: local
+    # config OFFLINE_STORE [feast]: one registry and online store for every engine.
+    config() {
+        echo "project: bench_hist_$kind"
+        [[ ${2:-} == feast ]] && echo "provider: local"
+        cat <<EOF
 registry:
   registry_type: sql
   path: sqlite:///$dir/registry.db
@@ -128,23 +129,12 @@ online_store:
   type: sqlite
   path: $dir/online.db
 offline_store:
-  type: $store
+  type: $1
 entity_key_serialization_version: 3
 EOF
-    done
-    cat >"$dir/larder.yaml" <<EOF
-project: bench_hist_$kind
-registry:
-  registry_type: sql
-  path: sqlite:///$dir/registry.db
-  cache_ttl_seconds: 0
-online_store:
-  type: sqlite
-  path: $dir/online.db
-offline_store:
-  type: file
-entity_key_serialization_version: 3
-EOF
+    }
+    for store in file duckdb; do config "$store" feast >"$dir/$store/feature_store.yaml"; done
+    config file >"$dir/larder.yaml"
     cp "$HERE/repo_$kind.py" "$dir/file/features.py"
     (cd "$dir/file" && BENCH_A_SOURCE=$src BENCH_B_DIR=$B_DIR "$(dirname "$PY")/feast" apply) >"$dir/apply.log" 2>&1 ||
         { cat "$dir/apply.log" >&2; die "feast apply ($name) failed"; }
