@@ -125,6 +125,25 @@ pub(crate) fn available_columns(schema: &SchemaRef) -> String {
     s
 }
 
+/// The leaf of top-level column `root` and its nanoseconds per stored unit,
+/// when it is a timestamp/date whose statistics can prune row groups.
+pub(crate) fn timestamp_leaf(md: &ParquetMetaData, root: usize) -> Option<(usize, i64)> {
+    let ps = md.file_metadata().schema_descr();
+    (0..ps.num_columns())
+        .find(|&l| ps.get_column_root_idx(l) == root && ps.column(l).path().parts().len() == 1)
+        .and_then(|l| stats_unit_ns(md, l).map(|u| (l, u)))
+}
+
+/// The non-empty row groups that may hold rows with `start <= time < end`
+/// in top-level timestamp column `root` (all of them when its statistics
+/// cannot tell).
+pub(crate) fn row_groups_in_window(md: &ParquetMetaData, root: usize, start: i64, end: i64) -> Vec<usize> {
+    let leaf = timestamp_leaf(md, root);
+    (0..md.num_row_groups())
+        .filter(|&g| md.row_group(g).num_rows() > 0 && row_group_may_match(md, g, leaf, start, end))
+        .collect()
+}
+
 /// Nanoseconds per stored unit of a top-level timestamp/date leaf column,
 /// from its Parquet logical (or converted) type; `None` when unknown (INT96,
 /// nested), in which case no row group is pruned.
@@ -251,11 +270,7 @@ fn read_file(
 
     // Row-group pruning on the timestamp column's statistics.
     let parquet_schema = builder.parquet_schema();
-    let ts_leaf = (0..parquet_schema.num_columns())
-        .find(|&l| {
-            parquet_schema.get_column_root_idx(l) == ts_idx && parquet_schema.column(l).path().parts().len() == 1
-        })
-        .and_then(|l| stats_unit_ns(&md, l).map(|u| (l, u)));
+    let ts_leaf = timestamp_leaf(&md, ts_idx);
     let mut selected = Vec::new();
     let mut starts: Vec<(u64, u64)> = Vec::new(); // (first file row, rows) of each selected group
     let mut file_row = 0u64;

@@ -18,7 +18,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::historical::time::nanos;
-use crate::parquet_read::{available_columns, list_files, location, row_group_may_match, stats_unit_ns};
+use crate::parquet_read::{available_columns, list_files, location, row_groups_in_window};
 use crate::{OfflineError, SourceLocation, SourceSpec};
 
 /// The source columns a pull returns, in this order: join keys, features,
@@ -76,21 +76,14 @@ pub fn pull_parquet(
             roots.push(i);
         }
         let ts_idx = roots[columns.join_keys.len() + columns.features.len()];
-        let md = builder.metadata().clone();
-        let ps = builder.parquet_schema();
-        let leaf = (0..ps.num_columns())
-            .find(|&l| ps.get_column_root_idx(l) == ts_idx && ps.column(l).path().parts().len() == 1)
-            .and_then(|l| stats_unit_ns(&md, l).map(|u| (l, u)));
-        let groups: Vec<usize> = (0..md.num_row_groups())
-            .filter(|&g| md.row_group(g).num_rows() > 0 && row_group_may_match(&md, g, leaf, start_ns, end_ns))
-            .collect();
+        let groups = row_groups_in_window(builder.metadata(), ts_idx, start_ns, end_ns);
         if groups.is_empty() {
             continue;
         }
         let mut sorted = roots.clone();
         sorted.sort_unstable();
         sorted.dedup();
-        let mask = ProjectionMask::roots(ps, sorted);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), sorted);
         let reader = builder
             .with_projection(mask)
             .with_row_groups(groups)

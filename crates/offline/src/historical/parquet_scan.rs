@@ -18,7 +18,7 @@ use super::keys::{KeyColumns, KeyIndex, key_compatible};
 use super::time::nanos;
 use super::{HistoricalView, ViewStats};
 use crate::arrow_col;
-use crate::parquet_read::{available_columns, list_files, location, row_group_may_match, stats_unit_ns};
+use crate::parquet_read::{available_columns, list_files, location, row_groups_in_window};
 use crate::spec::DUMMY_ENTITY_ID;
 use crate::target::Target;
 use crate::{OfflineError, SourceSpec};
@@ -115,14 +115,6 @@ impl OpenFile {
             actual: f.data_type().to_string(),
             expected: expected(),
         })
-    }
-
-    /// The timestamp leaf column for row-group pruning and its unit.
-    fn ts_leaf(&self, builder: &ParquetRecordBatchReaderBuilder<File>, ts_idx: usize) -> Option<(usize, i64)> {
-        let ps = builder.parquet_schema();
-        (0..ps.num_columns())
-            .find(|&l| ps.get_column_root_idx(l) == ts_idx && ps.column(l).path().parts().len() == 1)
-            .and_then(|l| stats_unit_ns(&self.meta, l).map(|u| (l, u)))
     }
 
     /// File rows of the rows a reader over `groups` yields, in order.
@@ -283,10 +275,7 @@ pub(crate) fn retrieve(
         roots.sort_unstable();
         roots.dedup();
         // Row groups that may hold rows in the window, by their timestamp statistics.
-        let leaf = file.ts_leaf(&builder, ts_idx);
-        let groups: Vec<usize> = (0..file.meta.num_row_groups())
-            .filter(|&g| file.meta.row_group(g).num_rows() > 0 && row_group_may_match(&file.meta, g, leaf, start, end))
-            .collect();
+        let groups = row_groups_in_window(&file.meta, ts_idx, start, end);
         stats.row_groups_scanned += groups.len() as u64;
         if groups.is_empty() {
             continue;
